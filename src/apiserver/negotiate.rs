@@ -1,0 +1,239 @@
+//! Content negotiation: decoding request bodies (JSON, YAML, protobuf) and
+//! choosing the response representation from `Accept` (plain JSON, `Table`,
+//! `PartialObjectMetadata`). Also renders Tables and partial metadata.
+//!
+//! Invariant: a body that cannot be decoded is a 4xx `ApiError`, never a panic.
+
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiResult};
+use crate::api::kinds::Resource;
+use crate::api::{protobuf, table};
+
+/// How the client wants objects back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Json,
+    Table(IncludeObject),
+    PartialMetadata,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncludeObject {
+    None,
+    Metadata,
+    Object,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Decode a request body into a JSON object according to `Content-Type`.
+/// `expected` is (apiVersion, kind) for protobuf bodies that omit typeMeta.
+pub fn decode_body(
+    headers: &HeaderMap,
+    body: &[u8],
+    expected: Option<(&str, &str)>,
+) -> ApiResult<Value> {
+    let ct = header(headers, "content-type");
+    let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let value: Value = match base.as_str() {
+        "" | "application/json" | "*/*" => {
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Err(ApiError::bad_request("the body of the request is empty"));
+            }
+            serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+            })?
+        }
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            serde_yaml_ng::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
+            })?
+        }
+        protobuf::PROTOBUF_CONTENT_TYPE => protobuf::decode_to_json(body, expected)
+            .map_err(|e| ApiError::bad_request(format!("failed to decode protobuf body: {e}")))?,
+        other => return Err(ApiError::unsupported_media_type(other)),
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "couldn't get version/kind; json parse error: expected an object",
+        ));
+    }
+    Ok(value)
+}
+
+/// Pick the representation from `Accept` (first acceptable media type wins).
+pub fn output(headers: &HeaderMap, include_object: Option<&str>) -> ApiResult<Output> {
+    let accept = header(headers, "accept");
+    if accept.trim().is_empty() {
+        return Ok(Output::Json);
+    }
+    let include = match include_object {
+        Some("None") => IncludeObject::None,
+        Some("Object") => IncludeObject::Object,
+        _ => IncludeObject::Metadata,
+    };
+    let mut saw_protobuf = false;
+    for part in accept.split(',') {
+        let mut params = part.split(';').map(str::trim);
+        let media = params.next().unwrap_or("").to_ascii_lowercase();
+        let mut as_ = None;
+        let mut g = None;
+        for p in params {
+            if let Some((k, v)) = p.split_once('=') {
+                match k.trim() {
+                    "as" => as_ = Some(v.trim().to_string()),
+                    "g" => g = Some(v.trim().to_string()),
+                    _ => {}
+                }
+            }
+        }
+        match media.as_str() {
+            "application/json" | "*/*" | "application/*" | "application/yaml" => {}
+            "application/vnd.kubernetes.protobuf" => {
+                saw_protobuf = true;
+                continue;
+            }
+            _ => continue,
+        }
+        match (as_.as_deref(), g.as_deref()) {
+            (None, _) => return Ok(Output::Json),
+            (Some("Table"), Some("meta.k8s.io")) => return Ok(Output::Table(include)),
+            (Some("PartialObjectMetadata"), Some("meta.k8s.io"))
+            | (Some("PartialObjectMetadataList"), Some("meta.k8s.io")) => {
+                return Ok(Output::PartialMetadata);
+            }
+            _ => continue,
+        }
+    }
+    if saw_protobuf {
+        // clients asking protobuf-only still understand JSON
+        return Ok(Output::Json);
+    }
+    Err(ApiError::not_acceptable(format!(
+        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {accept:?})"
+    )))
+}
+
+/// Table column definitions for a resource.
+pub fn table_columns(res: &Resource) -> Vec<Value> {
+    let cols = if res.custom {
+        match &res.printer_columns {
+            Some(pc) => table::crd_columns(pc),
+            None => table::crd_columns(&json!([])),
+        }
+    } else {
+        table::columns(&res.group, &res.kind).unwrap_or_else(|| table::crd_columns(&json!([])))
+    };
+    cols.iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": c.type_,
+                "format": c.format,
+                "description": c.description,
+                "priority": c.priority,
+            })
+        })
+        .collect()
+}
+
+/// One Table row for an object.
+pub fn table_row(res: &Resource, obj: &Value, include: IncludeObject) -> Value {
+    let now = chrono::Utc::now();
+    let cells = if res.custom {
+        match &res.printer_columns {
+            Some(pc) => table::crd_cells(pc, obj, now),
+            None => table::crd_cells(&json!([]), obj, now),
+        }
+    } else if table::columns(&res.group, &res.kind).is_some() {
+        table::cells(&res.group, &res.kind, obj, now)
+    } else {
+        table::crd_cells(&json!([]), obj, now)
+    };
+    let mut row = json!({ "cells": cells });
+    match include {
+        IncludeObject::None => {}
+        IncludeObject::Metadata => row["object"] = partial_metadata(obj),
+        IncludeObject::Object => row["object"] = obj.clone(),
+    }
+    row
+}
+
+/// A Table of objects.
+pub fn table(
+    res: &Resource,
+    objs: &[Value],
+    include: IncludeObject,
+    list_meta: Value,
+    with_columns: bool,
+) -> Value {
+    let rows: Vec<Value> = objs.iter().map(|o| table_row(res, o, include)).collect();
+    let mut t = json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+    });
+    if with_columns {
+        t["columnDefinitions"] = Value::Array(table_columns(res));
+    } else {
+        t["columnDefinitions"] = Value::Null;
+    }
+    t["rows"] = Value::Array(rows);
+    t
+}
+
+/// `PartialObjectMetadata` for an object.
+pub fn partial_metadata(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn h(accept: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        m.insert("accept", HeaderValue::from_str(accept).unwrap());
+        m
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(output(&h(""), None).unwrap(), Output::Json);
+        assert_eq!(
+            output(&h("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"), None).unwrap(),
+            Output::Table(IncludeObject::Metadata)
+        );
+        assert_eq!(
+            output(&h("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1;g=meta.k8s.io,application/json"), Some("Object")).unwrap(),
+            Output::Table(IncludeObject::Object)
+        );
+        assert_eq!(output(&h("application/vnd.kubernetes.protobuf, */*"), None).unwrap(), Output::Json);
+        assert!(output(&h("text/html"), None).is_err());
+    }
+
+    #[test]
+    fn bodies() {
+        let mut hm = HeaderMap::new();
+        assert!(decode_body(&hm, b"{\"a\":1}", None).is_ok());
+        assert_eq!(decode_body(&hm, b"{", None).unwrap_err().code, 400);
+        assert_eq!(decode_body(&hm, b"[1]", None).unwrap_err().code, 400);
+        hm.insert("content-type", HeaderValue::from_static("application/yaml"));
+        assert_eq!(decode_body(&hm, b"a: 1\n", None).unwrap()["a"], 1);
+        assert_eq!(decode_body(&hm, b"a: [", None).unwrap_err().code, 400);
+        hm.insert("content-type", HeaderValue::from_static("text/plain"));
+        assert_eq!(decode_body(&hm, b"x", None).unwrap_err().code, 415);
+    }
+}

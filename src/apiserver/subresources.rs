@@ -1,0 +1,447 @@
+//! Subresources: `status`, `scale`, `binding`, `eviction`,
+//! `ephemeralcontainers`, namespace `finalize`, and the streaming ones
+//! (`log`, `exec`, `attach`, `portforward`, `proxy`) that answer a clear 503
+//! until a kubelet can serve them.
+//!
+//! Invariant: each subresource writes only its own part of the object.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::handlers::{self, Query, json_response};
+use super::negotiate;
+use super::registry::{DeleteOptions, FieldValidation, Part, PatchType, WriteOptions};
+use crate::api::kinds::Resource;
+
+#[allow(clippy::too_many_arguments)]
+pub async fn handle(
+    app: &Arc<AppState>,
+    res: &Arc<Resource>,
+    ns: Option<&str>,
+    name: &str,
+    sub: &str,
+    method: &Method,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let is_pod = res.group.is_empty() && res.kind == "Pod";
+    match sub {
+        "status" if res.has_status => status(app, res, ns, name, method, q, headers, body).await,
+        "scale" if res.scale.is_some() => scale(app, res, ns, name, method, q, headers, body).await,
+        "finalize" if res.group.is_empty() && res.kind == "Namespace" && *method == Method::PUT => {
+            finalize(app, res, name, q, headers, body).await
+        }
+        "binding" if is_pod && *method == Method::POST => binding(app, res, ns, name, headers, body).await,
+        "eviction" if is_pod && *method == Method::POST => eviction(app, res, ns, name, headers, body).await,
+        "ephemeralcontainers" if is_pod => {
+            ephemeral(app, res, ns, name, method, q, headers, body).await
+        }
+        "log" | "exec" | "attach" | "portforward" if is_pod => Err(ApiError::service_unavailable(format!(
+            "pods \"{name}\": the {sub} subresource needs a kubelet on the pod's node; this server runs no kubelet yet"
+        ))),
+        s if s == "proxy" || s.starts_with("proxy/") => Err(ApiError::service_unavailable(format!(
+            "{} \"{name}\": proxy is not available yet",
+            res.plural
+        ))),
+        _ => Err(handlers::not_found_path("")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn status(
+    app: &Arc<AppState>,
+    res: &Arc<Resource>,
+    ns: Option<&str>,
+    name: &str,
+    method: &Method,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    match *method {
+        Method::GET => {
+            let obj = app.registry.get(res, ns, name).await?;
+            Ok(json_response(StatusCode::OK, &obj, &[]))
+        }
+        Method::PUT => {
+            let obj = negotiate::decode_body(headers, &body, Some((&res.api_version(), &res.kind)))?;
+            let wo = write_opts(q, headers)?;
+            let w = app.registry.update(res, ns, name, obj, Part::Status, &wo).await?;
+            Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
+        }
+        Method::PATCH => handlers::patch(app, res, ns, name, Part::Status, q, headers, &body).await,
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
+    }
+}
+
+fn write_opts(q: &Query, headers: &HeaderMap) -> ApiResult<WriteOptions> {
+    let manager = q
+        .get("fieldManager")
+        .filter(|m| !m.is_empty())
+        .cloned()
+        .unwrap_or_else(|| {
+            headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ua| ua.split('/').next())
+                .unwrap_or("unknown")
+                .to_string()
+        });
+    Ok(WriteOptions {
+        dry_run: q.get("dryRun").is_some_and(|d| d == "All"),
+        field_manager: manager,
+        field_validation: FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?,
+    })
+}
+
+fn pointer_of(path: &str) -> String {
+    path.trim_start_matches('.').split('.').fold(String::new(), |mut acc, seg| {
+        acc.push('/');
+        acc.push_str(seg);
+        acc
+    })
+}
+
+/// The autoscaling/v1 Scale view of an object.
+fn scale_of(res: &Resource, obj: &Value) -> Value {
+    let Some(paths) = &res.scale else {
+        return json!({});
+    };
+    let spec = obj.pointer(&pointer_of(&paths.spec_replicas)).cloned().unwrap_or(json!(0));
+    let status = obj.pointer(&pointer_of(&paths.status_replicas)).cloned().unwrap_or(json!(0));
+    let mut selector = paths
+        .label_selector
+        .as_deref()
+        .and_then(|p| obj.pointer(&pointer_of(p)))
+        .and_then(Value::as_str)
+        .map(String::from);
+    if selector.is_none() {
+        // built-in workloads: render spec.selector as a string
+        if let Some(sel) = obj.pointer("/spec/selector") {
+            selector = Some(selector_string(sel));
+        }
+    }
+    let m = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let mut meta = json!({});
+    for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+        if let Some(v) = m.get(k) {
+            meta[k] = v.clone();
+        }
+    }
+    let mut st = json!({ "replicas": status });
+    if let Some(s) = selector {
+        st["selector"] = json!(s);
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": meta,
+        "spec": { "replicas": spec },
+        "status": st,
+    })
+}
+
+/// `matchLabels` / RC map selectors as a label-selector string.
+fn selector_string(sel: &Value) -> String {
+    let mut parts = Vec::new();
+    let labels = sel.get("matchLabels").and_then(Value::as_object).or_else(|| {
+        if sel.get("matchExpressions").is_none() { sel.as_object() } else { None }
+    });
+    if let Some(m) = labels {
+        for (k, v) in m {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
+        }
+    }
+    if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
+        for e in exprs {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+            let vals: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match e.get("operator").and_then(Value::as_str) {
+                Some("In") => parts.push(format!("{key} in ({})", vals.join(","))),
+                Some("NotIn") => parts.push(format!("{key} notin ({})", vals.join(","))),
+                Some("Exists") => parts.push(key.to_string()),
+                Some("DoesNotExist") => parts.push(format!("!{key}")),
+                _ => {}
+            }
+        }
+    }
+    parts.join(",")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scale(
+    app: &Arc<AppState>,
+    res: &Arc<Resource>,
+    ns: Option<&str>,
+    name: &str,
+    method: &Method,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (kv, obj) = app.registry.get_kv(res, ns, name).await?;
+    let current = scale_of(res, &obj);
+    let desired = match *method {
+        Method::GET => return Ok(json_response(StatusCode::OK, &current, &[])),
+        Method::PUT => {
+            let s = negotiate::decode_body(headers, &body, Some(("autoscaling/v1", "Scale")))?;
+            if let Some(rv) = s.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+                if !rv.is_empty() && rv != kv.mod_revision.to_string() {
+                    return Err(ApiError::conflict(
+                        &res.group,
+                        &res.plural,
+                        name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    ));
+                }
+            }
+            s
+        }
+        Method::PATCH => {
+            let ct = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let schema = crate::api::patch::BuiltinMergeSchema::for_kind("autoscaling", "Scale");
+            let patched = match PatchType::from_content_type(ct) {
+                Some(PatchType::Json) => crate::api::patch::json_patch(&current, &body),
+                Some(PatchType::Merge) | Some(PatchType::Apply { .. }) => {
+                    crate::api::patch::merge_patch(&current, &body)
+                }
+                Some(PatchType::Strategic) => {
+                    crate::api::patch::strategic_merge_patch(&current, &body, &schema)
+                }
+                None => {
+                    return Err(ApiError::new(415, "UnsupportedMediaType", format!("unsupported patch type {ct:?}")));
+                }
+            };
+            patched.map_err(|e| ApiError::bad_request(e.to_string()))?
+        }
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+    };
+    let replicas = desired.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            name,
+            vec![super::error::StatusCause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                field: "spec.replicas".into(),
+            }],
+        ));
+    }
+    let Some(paths) = &res.scale else {
+        return Err(ApiError::not_found(&res.group, &res.plural, name));
+    };
+    let mut next = obj.clone();
+    let ptr = pointer_of(&paths.spec_replicas);
+    set_pointer(&mut next, &ptr, json!(replicas));
+    if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+    }
+    let wo = write_opts(q, headers)?;
+    let w = app.registry.update(res, ns, name, next, Part::Main, &wo).await?;
+    Ok(json_response(StatusCode::OK, &scale_of(res, &w.object), &w.warnings))
+}
+
+/// Set a JSON pointer, creating intermediate objects.
+fn set_pointer(v: &mut Value, ptr: &str, val: Value) {
+    let mut cur = v;
+    let segs: Vec<&str> = ptr.trim_start_matches('/').split('/').collect();
+    for (i, s) in segs.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let Some(m) = cur.as_object_mut() else { return };
+        if i + 1 == segs.len() {
+            m.insert((*s).to_string(), val);
+            return;
+        }
+        cur = m.entry((*s).to_string()).or_insert_with(|| json!({}));
+    }
+}
+
+async fn finalize(
+    app: &Arc<AppState>,
+    res: &Arc<Resource>,
+    name: &str,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body = negotiate::decode_body(headers, &body, Some(("v1", "Namespace")))?;
+    let (kv, mut obj) = app.registry.get_kv(res, None, name).await?;
+    let fins = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+    obj["spec"]["finalizers"] = fins;
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+    }
+    let wo = write_opts(q, headers)?;
+    let w = app.registry.update(res, None, name, obj, Part::Main, &wo).await?;
+    Ok(json_response(StatusCode::OK, &w.object, &[]))
+}
+
+async fn binding(
+    app: &Arc<AppState>,
+    res: &Arc<Resource>,
+    ns: Option<&str>,
+    name: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let b = negotiate::decode_body(headers, &body, Some(("v1", "Binding")))?;
+    let node = b
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            "",
+            "Binding",
+            name,
+            vec![super::error::StatusCause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value".into(),
+                field: "target.name".into(),
+            }],
+        ));
+    }
+    for _ in 0..5 {
+        let (kv, mut pod) = app.registry.get_kv(res, ns, name).await?;
+        if pod.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::conflict("", "pods", name, "pod is being deleted, cannot be assigned to a host"));
+        }
+        if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str) {
+            if !existing.is_empty() {
+                return Err(ApiError::conflict(
+                    "",
+                    "pods",
+                    name,
+                    &format!("pod {name} is already assigned to node \"{existing}\""),
+                ));
+            }
+        }
+        pod["spec"]["nodeName"] = json!(node);
+        let now = super::registry::now_rfc3339();
+        let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+        let conds = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+        conds.push(cond);
+        pod["status"]["conditions"] = json!(conds);
+        match app.registry.controller_update(res, &kv.key, kv.mod_revision, pod).await {
+            Ok(_) => {
+                let s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+                return Ok(json_response(StatusCode::CREATED, &s, &[]));
+            }
+            Err(crate::store::StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(ApiError::from_store(e, "", "pods", name)),
+        }
+    }
+    Err(ApiError::conflict("", "pods", name, "too many concurrent updates"))
+}
+
+async fn eviction(
+    app: &Arc<AppState>,
+    res: &Arc<Resource>,
+    ns: Option<&str>,
+    name: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let ev = negotiate::decode_body(headers, &body, Some(("policy/v1", "Eviction")))?;
+    let mut opts = DeleteOptions::default();
+    if let Some(d) = ev.get("deleteOptions") {
+        opts.grace_period_seconds = d.get("gracePeriodSeconds").and_then(Value::as_i64);
+        opts.dry_run = d
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All"));
+    }
+    app.registry.delete(res, ns, name, &opts).await?;
+    let s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    Ok(json_response(StatusCode::CREATED, &s, &[]))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn ephemeral(
+    app: &Arc<AppState>,
+    res: &Arc<Resource>,
+    ns: Option<&str>,
+    name: &str,
+    method: &Method,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (kv, pod) = app.registry.get_kv(res, ns, name).await?;
+    let desired = match *method {
+        Method::GET => return Ok(json_response(StatusCode::OK, &pod, &[])),
+        Method::PUT => negotiate::decode_body(headers, &body, Some(("v1", "Pod")))?,
+        Method::PATCH => {
+            let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let schema = crate::api::patch::BuiltinMergeSchema::for_kind("", "Pod");
+            match PatchType::from_content_type(ct) {
+                Some(PatchType::Json) => crate::api::patch::json_patch(&pod, &body),
+                Some(PatchType::Merge) => crate::api::patch::merge_patch(&pod, &body),
+                Some(PatchType::Strategic) => crate::api::patch::strategic_merge_patch(&pod, &body, &schema),
+                _ => return Err(ApiError::new(415, "UnsupportedMediaType", format!("unsupported patch type {ct:?}"))),
+            }
+            .map_err(|e| ApiError::bad_request(e.to_string()))?
+        }
+        _ => return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+    };
+    let mut next = pod.clone();
+    next["spec"]["ephemeralContainers"] = desired
+        .pointer("/spec/ephemeralContainers")
+        .cloned()
+        .unwrap_or(json!([]));
+    if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+    }
+    let wo = write_opts(q, headers)?;
+    let w = app.registry.update(res, ns, name, next, Part::Main, &wo).await?;
+    Ok(json_response(StatusCode::OK, &w.object, &[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_strings() {
+        assert_eq!(selector_string(&json!({"matchLabels": {"app": "web"}})), "app=web");
+        assert_eq!(selector_string(&json!({"app": "web"})), "app=web");
+        assert_eq!(
+            selector_string(&json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["x", "y"]}]})),
+            "a in (x,y)"
+        );
+    }
+
+    #[test]
+    fn pointers() {
+        let mut v = json!({});
+        set_pointer(&mut v, "/spec/replicas", json!(3));
+        assert_eq!(v, json!({"spec": {"replicas": 3}}));
+        assert_eq!(pointer_of(".spec.replicas"), "/spec/replicas");
+    }
+}

@@ -1,0 +1,243 @@
+//! Watch: streams newline-delimited JSON watch events from the store's watch
+//! cache, with initial state (`resourceVersion` unset/"0",
+//! `sendInitialEvents`), bookmarks, selectors, Table output and timeouts.
+//!
+//! Invariant: events are delivered in revision order with no gaps; a
+//! watcher that cannot be served from history gets a 410 `ERROR` event.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::handlers::{Query, stream_response};
+use super::negotiate::{self, Output};
+use super::registry::ListOptions;
+use crate::api::kinds::Resource;
+use crate::store::{EventKind, KeyValue, Revision, StoreError};
+
+struct Watcher {
+    res: Arc<Resource>,
+    opts: ListOptions,
+    out: Output,
+    filtering: bool,
+    app: Arc<AppState>,
+}
+
+impl Watcher {
+    /// Encode one event line, or None when the object does not match.
+    fn encode(&self, kind: &str, kv: &KeyValue) -> Option<Bytes> {
+        let raw_ok = !self.filtering
+            && self.out == Output::Json
+            && (!self.res.custom || self.res.version == self.res.storage_version);
+        if raw_ok {
+            let mut buf = Vec::with_capacity(kv.value.len() + 32);
+            buf.extend_from_slice(b"{\"type\":\"");
+            buf.extend_from_slice(kind.as_bytes());
+            buf.extend_from_slice(b"\",\"object\":");
+            buf.extend_from_slice(&kv.value);
+            buf.extend_from_slice(b"}\n");
+            return Some(Bytes::from(buf));
+        }
+        let obj = self.app.registry.decode(&self.res, kv).ok()?;
+        if self.filtering && !(self.opts.label.matches(&obj) && self.opts.field.matches(&obj)) {
+            return None;
+        }
+        let rendered = match self.out {
+            Output::Json => obj,
+            Output::PartialMetadata => negotiate::partial_metadata(&obj),
+            Output::Table(include) => {
+                let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+                negotiate::table(&self.res, std::slice::from_ref(&obj), include, json!({"resourceVersion": rv}), true)
+            }
+        };
+        Some(line(kind, &rendered))
+    }
+
+    fn bookmark(&self, rev: Revision, initial_end: bool) -> Bytes {
+        let mut meta = json!({ "resourceVersion": rev.to_string() });
+        if initial_end {
+            meta["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+        }
+        let obj = json!({
+            "kind": self.res.kind,
+            "apiVersion": self.res.api_version(),
+            "metadata": meta,
+        });
+        line("BOOKMARK", &obj)
+    }
+}
+
+fn line(kind: &str, obj: &Value) -> Bytes {
+    let mut v = serde_json::to_vec(&json!({ "type": kind, "object": obj })).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+fn error_line(e: &ApiError) -> Bytes {
+    line("ERROR", &e.status_json())
+}
+
+struct WatchGuard(Arc<AppState>);
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub async fn serve(
+    app: &Arc<AppState>,
+    res: &Arc<Resource>,
+    ns: Option<&str>,
+    q: &Query,
+    opts: ListOptions,
+    out: Output,
+) -> ApiResult<Response> {
+    let bookmarks = matches!(q.get("allowWatchBookmarks").map(String::as_str), Some("true") | Some("1"));
+    let send_initial = match q.get("sendInitialEvents").map(String::as_str) {
+        Some("true") | Some("1") => Some(true),
+        Some("false") | Some("0") => Some(false),
+        _ => None,
+    };
+    if send_initial.is_some() && opts.resource_version_match.as_deref() != Some("NotOlderThan") {
+        return Err(ApiError::unprocessable(
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    if send_initial == Some(true) && !bookmarks {
+        return Err(ApiError::unprocessable(
+            "ListOptions.meta.k8s.io \"\" is invalid: allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
+        ));
+    }
+    let timeout = match q.get("timeoutSeconds") {
+        Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?),
+        None => Duration::from_secs(1800 + rand::random::<u64>() % 1800),
+    };
+    let rv = opts.resource_version.clone().unwrap_or_default();
+    let initial_state = match send_initial {
+        Some(b) => b,
+        None => rv.is_empty() || rv == "0",
+    };
+    let start_rev: Option<Revision> = if initial_state || rv.is_empty() || rv == "0" {
+        None
+    } else {
+        Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))?)
+    };
+    let prefix = match opts.field.exact_name() {
+        Some(name) if !name.is_empty() => res.key(ns, name),
+        _ => res.list_prefix(ns),
+    };
+    let exact_key = prefix != res.list_prefix(ns);
+    let watcher = Watcher {
+        res: res.clone(),
+        filtering: !opts.label.is_empty() || !opts.field.is_empty(),
+        opts: opts.clone(),
+        out,
+        app: app.clone(),
+    };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    app.metrics.watchers.fetch_add(1, Ordering::Relaxed);
+    let guard = WatchGuard(app.clone());
+    let app2 = app.clone();
+    let ns_owned = ns.map(String::from);
+    tokio::spawn(async move {
+        let _guard = guard;
+        let w = watcher;
+        let mut after = start_rev.unwrap_or(0);
+        if initial_state || start_rev.is_none() {
+            let mut list_opts = w.opts.clone();
+            list_opts.limit = 0;
+            list_opts.continue_token = None;
+            list_opts.resource_version = None;
+            list_opts.resource_version_match = None;
+            match app2.registry.list(&w.res, ns_owned.as_deref(), &list_opts).await {
+                Ok(listed) => {
+                    after = listed.revision;
+                    if initial_state {
+                        for kv in &listed.items {
+                            if exact_key && kv.key != prefix {
+                                continue;
+                            }
+                            if let Some(b) = w.encode("ADDED", kv) {
+                                if tx.send(Ok(b)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    if send_initial == Some(true) {
+                        let _ = tx.send(Ok(w.bookmark(after, true))).await;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Ok(error_line(&e))).await;
+                    return;
+                }
+            }
+        }
+        let stream = match app2.registry.store.watch(&prefix, after) {
+            Ok(s) => s,
+            Err(StoreError::Compacted { requested, compacted }) => {
+                let e = ApiError::gone(format!("too old resource version: {requested} ({compacted})"));
+                let _ = tx.send(Ok(error_line(&e))).await;
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(Ok(error_line(&ApiError::internal(e.to_string())))).await;
+                return;
+            }
+        };
+        let mut stream = stream;
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(Duration::from_secs(if cfg!(test) { 1 } else { 10 }));
+        tick.tick().await;
+        let mut last_rev = after;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+                _ = tick.tick(), if bookmarks => {
+                    let rev = last_rev;
+                    if tx.send(Ok(w.bookmark(rev, false))).await.is_err() { return; }
+                }
+                ev = stream.next() => {
+                    let Some(ev) = ev else { return };
+                    match ev {
+                        Ok(ev) => {
+                            last_rev = ev.revision;
+                            if exact_key && ev.kv.key != prefix {
+                                continue;
+                            }
+                            let kind = match ev.kind {
+                                EventKind::Added => "ADDED",
+                                EventKind::Modified => "MODIFIED",
+                                EventKind::Deleted => "DELETED",
+                            };
+                            if let Some(b) = w.encode(kind, &ev.kv) {
+                                if tx.send(Ok(b)).await.is_err() { return; }
+                            }
+                        }
+                        Err(StoreError::Compacted { requested, compacted }) => {
+                            let e = ApiError::gone(format!("too old resource version: {requested} ({compacted})"));
+                            let _ = tx.send(Ok(error_line(&e))).await;
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Ok(error_line(&ApiError::gone(format!("watch ended: {e}"))))).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Ok(stream_response(tokio_stream::wrappers::ReceiverStream::new(rx)))
+}

@@ -1,0 +1,157 @@
+//! Wires `skiff server`: data directories, PKI and token, the SQLite store,
+//! the API server and its in-process loops, the admin kubeconfig, and
+//! signal handling (SIGTERM/SIGINT drain HTTP, flush the store, exit 0).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::apiserver::{self, ApiServerConfig, AppState, controllers};
+use crate::config::ServerConfig;
+use crate::pki;
+use crate::store::{self, Backend};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Pki(#[from] pki::PkiError),
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: String, source: std::io::Error },
+    #[error("{0}")]
+    Api(#[from] apiserver::error::ApiError),
+    #[error("{0}")]
+    Config(String),
+}
+
+fn mkdir_private(path: &Path) -> Result<(), ServerError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| ServerError::Io { what: "creating directory", path: path.display().to_string(), source })
+}
+
+pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
+    let server_dir = cfg.data_dir.join("server");
+    mkdir_private(&server_dir.join("db"))?;
+    let tls_dir = server_dir.join("tls");
+    let mut ips = vec![cfg.advertise_address];
+    if !cfg.bind_address.is_unspecified() && !ips.contains(&cfg.bind_address) {
+        ips.push(cfg.bind_address);
+    }
+    let pki = pki::ensure_server_pki(
+        &tls_dir,
+        &pki::PkiOptions {
+            cluster_name: None,
+            hostnames: vec![crate::config::hostname()],
+            ips,
+            extra_sans: cfg.tls_sans.clone(),
+            service_ip: std::net::IpAddr::V4(cfg.service_ip),
+        },
+    )?;
+    let token_path = server_dir.join("token");
+    let token = match &cfg.token {
+        Some(t) => {
+            let parsed = pki::parse_token(t)?;
+            if let Some(h) = &parsed.ca_hash {
+                if *h != pki::ca_hash(pki.server_ca_pem()) {
+                    return Err(ServerError::Config(
+                        "the --token CA hash does not match this server's CA; pass only the secret part or the token printed by this server".into(),
+                    ));
+                }
+            }
+            let full = format!("K10{}::server:{}", pki::ca_hash(pki.server_ca_pem()), parsed.password);
+            write_token(&token_path, &full)?;
+            full
+        }
+        None => pki::ensure_server_token(&token_path, pki.server_ca_pem())?,
+    };
+    let db_path = server_dir.join("db").join("state.db");
+    let backend = store::SqliteBackend::open(&db_path, store::SqliteOptions::default()).await?;
+    let store_dyn: Arc<dyn Backend> = backend.clone();
+    let advertise = SocketAddr::new(cfg.advertise_address, cfg.port).to_string();
+    let app = AppState::new(
+        store_dyn.clone(),
+        ApiServerConfig {
+            service_cidr: cfg.service_cidr.clone(),
+            advertise: advertise.clone(),
+            server_token: token.clone(),
+            ca_pem: pki.server_ca_pem().to_string(),
+        },
+    );
+    controllers::load_crds(&app).await?;
+    controllers::bootstrap(&app, &cfg.service_ip.to_string(), &cfg.advertise_address.to_string(), cfg.port).await?;
+    let compactor = store::spawn_compactor(store_dyn.clone(), Duration::from_secs(cfg.compact_interval_secs), cfg.compact_keep);
+    let tasks = vec![
+        tokio::spawn(controllers::run_crds(app.clone())),
+        tokio::spawn(controllers::run_namespaces(app.clone())),
+        tokio::spawn(controllers::run_gc(app.clone())),
+        compactor,
+    ];
+    let addr = SocketAddr::new(cfg.bind_address, cfg.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Io { what: "listening on", path: addr.to_string(), source })?;
+    let tls = pki.rustls_server_config()?;
+    let local_url = format!("https://127.0.0.1:{}", cfg.port);
+    pki::write_kubeconfig(
+        &cfg.kubeconfig_path,
+        cfg.kubeconfig_mode,
+        &local_url,
+        pki.server_ca_pem(),
+        pki.admin().cert_pem(),
+        pki.admin().key_pem(),
+        "default",
+    )?;
+    tracing::info!("skiff server listening on https://{addr}; admin kubeconfig at {}", cfg.kubeconfig_path.display());
+    if !cfg.disable_agent {
+        tracing::warn!("the embedded agent is not available yet; running the control plane only (use --disable-agent to silence this)");
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(apiserver::serve_tls(listener, tls, apiserver::router(app.clone()), stop_rx));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    for t in tasks {
+        t.abort();
+    }
+    backend.close().await;
+    Ok(())
+}
+
+fn write_token(path: &Path, token: &str) -> Result<(), ServerError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|source| ServerError::Io { what: "writing", path: tmp.display().to_string(), source })?;
+    f.write_all(format!("{token}\n").as_bytes())
+        .and_then(|_| f.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|source| ServerError::Io { what: "writing", path: path.display().to_string(), source })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,686 @@
+//! The single writer: one OS thread owns the read-write SQLite connection and
+//! applies every mutation (create, update, delete, compaction) with group
+//! commit; a second thread, the syncer, makes committed batches durable and
+//! only then publishes and acknowledges them.
+//!
+//! Invariants: revisions are assigned here and only here, one per successful
+//! write, in arrival order; a batch of up to `max_batch` queued writes is one
+//! transaction in which each operation's precondition is checked against the
+//! committed state (the cache's index, overlaid with batches committed but
+//! not yet published, overlaid with the earlier operations of the batch); an
+//! operation whose precondition fails is answered alone and consumes no
+//! revision; an SQLite failure rolls the whole batch back and every operation
+//! in it gets the error. Nothing is answered and nothing reaches the cache
+//! before the WAL holding it has been fsynced (with `synchronous_full`;
+//! otherwise before the commit returned): while the syncer fsyncs, the writer
+//! already builds the next batch, and one fsync covers every batch committed
+//! before it started. Batches are published in commit order. If an fsync
+//! fails, nothing after it is ever acknowledged: the store refuses writes
+//! until reopened. Each write is one appended log row. Neither thread ever
+//! blocks the async runtime: they are fed through a channel and answer
+//! through oneshots.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc as std_mpsc};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rusqlite::{Connection, TransactionBehavior, params};
+use serde_json::Value;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{mpsc, oneshot};
+
+use super::cache::{Cache, Change, Entry};
+use super::schema::{META_COMPACT, META_MAX_REVISION, set_meta, sql_err};
+use super::{EventKind, KeyValue, Revision, StoreError};
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// How long the writer waits for the callers of the previous batch to come
+/// back before committing a smaller batch.
+const GATHER_WAIT: Duration = Duration::from_micros(GW);
+pub const GW: u64 = 150;
+
+/// Committed batches the syncer may lag behind before the writer waits.
+const UNSYNCED_BATCHES: usize = 64;
+
+pub(super) enum Command {
+    Write(WriteOp),
+    /// Compacts up to `target` (clamped to the head) in one transaction.
+    Compact {
+        target: Revision,
+        reply: Reply<Revision>,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+pub(super) struct WriteOp {
+    pub key: String,
+    pub kind: WriteKind,
+    /// Gets the stored value (shared with the cache).
+    pub reply: Reply<Arc<KeyValue>>,
+}
+
+pub(super) enum WriteKind {
+    Create(Template),
+    Update(Option<Revision>, Template),
+    Delete(Option<Revision>),
+}
+
+/// Why one operation of a batch did not apply.
+enum OpError {
+    /// Its own precondition failed: the rest of the batch goes on.
+    Rejected(StoreError),
+    /// SQLite failed: the whole batch is rolled back.
+    Fatal(StoreError),
+}
+
+impl From<rusqlite::Error> for OpError {
+    fn from(err: rusqlite::Error) -> Self {
+        OpError::Fatal(sql_err(err))
+    }
+}
+
+type Answer = (Reply<Arc<KeyValue>>, Result<Arc<KeyValue>, StoreError>);
+
+/// What the writer hands the syncer, in commit order.
+enum Committed {
+    Batch {
+        head: Revision,
+        changes: Vec<Change>,
+        answers: Vec<Answer>,
+    },
+    Compacted {
+        revision: Revision,
+        reply: Reply<Revision>,
+    },
+    /// Everything before this is published; answer when done.
+    Drain(std_mpsc::Sender<()>),
+}
+
+pub(super) struct Writer {
+    conn: Connection,
+    head: Revision,
+    compact: Revision,
+    max_batch: usize,
+    cache: Arc<Cache>,
+    /// Keys written by batches committed but not yet published: their
+    /// latest value and whether it is live.
+    unpublished: HashMap<Entry, bool>,
+    syncer: std_mpsc::SyncSender<Committed>,
+    /// Set by the syncer when an fsync failed.
+    failed: Arc<AtomicBool>,
+    /// Held for the writer's lifetime: one process per database.
+    lock: File,
+}
+
+/// The operations of the batch being built, applied to the open transaction.
+struct Batch {
+    head: Revision,
+    /// Keys written earlier in this batch: their value and whether live.
+    overlay: HashMap<Entry, bool>,
+    answers: Vec<Answer>,
+    changes: Vec<Change>,
+    fatal: Option<StoreError>,
+}
+
+impl Batch {
+    fn apply(&mut self, conn: &Connection, writer: (&Cache, &HashMap<Entry, bool>), op: WriteOp) {
+        let (cache, unpublished) = writer;
+        let known = self
+            .overlay
+            .get_key_value(op.key.as_str())
+            .or_else(|| unpublished.get_key_value(op.key.as_str()));
+        let current = match known {
+            Some((entry, true)) => Some(Arc::clone(&entry.0)),
+            Some((_, false)) => None,
+            None => cache.get(&op.key),
+        };
+        match apply_one(conn, op.key, current, op.kind, self.head + 1) {
+            Ok(change) => {
+                self.head += 1;
+                remember(&mut self.overlay, &change);
+                self.answers.push((op.reply, Ok(Arc::clone(&change.kv))));
+                self.changes.push(change);
+            }
+            Err(OpError::Rejected(err)) => self.answers.push((op.reply, Err(err))),
+            Err(OpError::Fatal(err)) => {
+                self.answers.push((op.reply, Err(StoreError::Closed)));
+                self.fatal = Some(err);
+            }
+        }
+    }
+}
+
+fn remember(map: &mut HashMap<Entry, bool>, change: &Change) {
+    // `insert` on an existing key would keep the old key's Arc.
+    map.remove(change.kv.key.as_str());
+    map.insert(Entry(Arc::clone(&change.kv)), change.kind != EventKind::Deleted);
+}
+
+/// Starts the writer and its syncer. `wal` is the database's WAL file, to be
+/// fsynced before acknowledging (`None`: acknowledge after the commit).
+pub(super) fn start(
+    conn: Connection,
+    cache: Arc<Cache>,
+    max_batch: usize,
+    wal: Option<File>,
+    lock: File,
+    rx: mpsc::Receiver<Command>,
+) -> Result<(), StoreError> {
+    let (syncer_tx, syncer_rx) = std_mpsc::sync_channel(UNSYNCED_BATCHES);
+    let failed = Arc::new(AtomicBool::new(false));
+    let syncer = Syncer {
+        cache: Arc::clone(&cache),
+        wal,
+        failed: Arc::clone(&failed),
+    };
+    let spawn_error =
+        |err: std::io::Error| StoreError::Sqlite(format!("cannot start a store thread: {err}"));
+    std::thread::Builder::new()
+        .name("skiff-store-sync".to_owned())
+        .spawn(move || syncer.run(syncer_rx))
+        .map_err(spawn_error)?;
+    let writer = Writer {
+        conn,
+        head: cache.head(),
+        compact: cache.compact(),
+        max_batch: max_batch.max(1),
+        cache,
+        unpublished: HashMap::new(),
+        syncer: syncer_tx,
+        failed,
+        lock,
+    };
+    std::thread::Builder::new()
+        .name("skiff-store-writer".to_owned())
+        .spawn(move || writer.run(rx))
+        .map_err(spawn_error)?;
+    Ok(())
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut carried: Option<Command> = None;
+        let mut last_batch = 1;
+        loop {
+            let Some(command) = carried.take().or_else(|| rx.blocking_recv()) else {
+                break;
+            };
+            match command {
+                Command::Write(op) => {
+                    let t = Instant::now();
+                    (carried, last_batch) = self.write_batch(op, &mut rx, last_batch);
+                    unsafe_stats::record(last_batch);
+                    unsafe_stats::add(0, t.elapsed());
+                }
+                Command::Compact { target, reply } => match self.compact_to(target) {
+                    Ok(revision) => self.hand_over(Committed::Compacted { revision, reply }),
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                    }
+                },
+                Command::Close { reply } => {
+                    // Operations queued behind the close are dropped
+                    // unapplied; their callers see `Closed`.
+                    rx.close();
+                    self.shutdown();
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Passes committed work to the syncer (waiting if it is far behind).
+    fn hand_over(&self, committed: Committed) {
+        if let Err(std_mpsc::SendError(lost)) = self.syncer.send(committed) {
+            // The syncer is gone: nothing can be acknowledged any more.
+            fail_all(lost, "the store syncer stopped");
+        }
+    }
+
+    fn shutdown(self) {
+        let (done, published) = std_mpsc::channel();
+        self.hand_over(Committed::Drain(done));
+        let _ = published.recv();
+        drop(self.syncer);
+        self.cache.close();
+        // Best effort: fold the WAL back so the next open starts small.
+        if let Err(err) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+            tracing::debug!(error = %err, "final checkpoint skipped");
+        }
+        if let Err((_, err)) = self.conn.close() {
+            tracing::warn!(error = %err, "closing the store database failed");
+        }
+        drop(self.lock);
+    }
+
+    /// One group commit: applies `first`, then more queued writes as they
+    /// arrive (up to `max_batch`), commits once and hands the batch to the
+    /// syncer.
+    ///
+    /// When the previous batch had more writes than are queued now, its
+    /// callers are most likely about to send their next ones: waiting up to
+    /// [`GATHER_WAIT`] for them costs less than one more commit. A lone
+    /// caller (`last_batch == 1`) never waits. Returns a non-write command
+    /// that ended the batch, and the batch size.
+    fn write_batch(
+        &mut self,
+        first: WriteOp,
+        rx: &mut mpsc::Receiver<Command>,
+        last_batch: usize,
+    ) -> (Option<Command>, usize) {
+        if self.failed.load(Ordering::Acquire) {
+            let _ = first.reply.send(Err(StoreError::Sqlite(
+                "an earlier fsync failed; reopen the store".to_owned(),
+            )));
+            return (None, 1);
+        }
+        // Forget what the cache already shows.
+        let published = self.cache.head();
+        self.unpublished.retain(|entry, _| entry.0.mod_revision > published);
+
+        let max_batch = self.max_batch;
+        let want = last_batch.clamp(1, max_batch);
+        let cache = Arc::clone(&self.cache);
+        let mut batch = Batch {
+            head: self.head,
+            overlay: HashMap::with_capacity(want),
+            answers: Vec::with_capacity(want),
+            changes: Vec::with_capacity(want),
+            fatal: None,
+        };
+        let mut carried = None;
+        let t_commit;
+        match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Err(err) => {
+                batch.answers.push((first.reply, Err(StoreError::Closed)));
+                batch.fatal = Some(sql_err(err));
+                t_commit = Instant::now();
+            }
+            Ok(tx) => {
+                let known = (&*cache, &self.unpublished);
+                batch.apply(&tx, known, first);
+                let mut deadline: Option<Instant> = None;
+                while batch.answers.len() < max_batch && batch.fatal.is_none() {
+                    match rx.try_recv() {
+                        Ok(Command::Write(op)) => batch.apply(&tx, known, op),
+                        Ok(other) => {
+                            carried = Some(other);
+                            break;
+                        }
+                        Err(TryRecvError::Disconnected) => break,
+                        Err(TryRecvError::Empty) => {
+                            if batch.answers.len() >= want {
+                                break;
+                            }
+                            let deadline =
+                                *deadline.get_or_insert_with(|| Instant::now() + GATHER_WAIT);
+                            if Instant::now() >= deadline {
+                                break;
+                            }
+                            std::thread::yield_now();
+                        }
+                    }
+                }
+                t_commit = Instant::now();
+                if batch.fatal.is_none()
+                    && let Err(err) = tx.commit()
+                {
+                    batch.fatal = Some(sql_err(err));
+                }
+                // On failure the transaction rolled back (commit failed or
+                // `tx` dropped here).
+            }
+        }
+        unsafe_stats::add(1, t_commit.elapsed());
+        let size = batch.answers.len();
+        if let Some(err) = batch.fatal {
+            tracing::error!(error = %err, ops = size, "store batch failed, rolled back");
+            let message = err.to_string();
+            for (reply, _) in batch.answers {
+                let _ = reply.send(Err(StoreError::Sqlite(message.clone())));
+            }
+            return (carried, size);
+        }
+        self.head = batch.head;
+        for change in &batch.changes {
+            remember(&mut self.unpublished, change);
+        }
+        self.hand_over(Committed::Batch {
+            head: batch.head,
+            changes: batch.changes,
+            answers: batch.answers,
+        });
+        (carried, size)
+    }
+
+    /// Drops history at or below `target` that is not the latest value of a
+    /// key as of `target`, and every delete marker at or below it.
+    fn compact_to(&mut self, target: Revision) -> Result<Revision, StoreError> {
+        let target = target.min(self.head);
+        if target <= self.compact {
+            return Ok(self.compact);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err)?;
+        // A row is superseded exactly when a later row names it as its
+        // previous revision; only rows written since the last compaction can
+        // name rows that are still there.
+        tx.execute(
+            "DELETE FROM log WHERE revision IN (
+                 SELECT prev_revision FROM log
+                 WHERE revision > ?1 AND revision <= ?2 AND prev_revision > 0)",
+            params![self.compact, target],
+        )
+        .map_err(sql_err)?;
+        tx.execute(
+            "DELETE FROM log WHERE revision > ?1 AND revision <= ?2 AND deleted = 1",
+            params![self.compact, target],
+        )
+        .map_err(sql_err)?;
+        // A compaction may remove the newest row (a delete marker): keep the
+        // head so revisions never go back after a restart.
+        set_meta(&tx, META_MAX_REVISION, self.head)?;
+        set_meta(&tx, META_COMPACT, target)?;
+        tx.commit().map_err(sql_err)?;
+        self.compact = target;
+        Ok(target)
+    }
+}
+
+/// Answers everything in `committed` with an error (it cannot be made durable).
+fn fail_all(committed: Committed, why: &str) {
+    match committed {
+        Committed::Batch { answers, .. } => {
+            for (reply, _) in answers {
+                let _ = reply.send(Err(StoreError::Sqlite(why.to_owned())));
+            }
+        }
+        Committed::Compacted { reply, .. } => {
+            let _ = reply.send(Err(StoreError::Sqlite(why.to_owned())));
+        }
+        Committed::Drain(done) => {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Makes committed batches durable, then publishes and answers them.
+struct Syncer {
+    cache: Arc<Cache>,
+    wal: Option<File>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Syncer {
+    fn run(self, rx: std_mpsc::Receiver<Committed>) {
+        let mut group = Vec::new();
+        while let Ok(first) = rx.recv() {
+            group.push(first);
+            // One fsync for everything committed so far.
+            while let Ok(more) = rx.try_recv() {
+                group.push(more);
+            }
+            if !self.failed.load(Ordering::Acquire)
+                && let Some(wal) = &self.wal
+                && let Err(err) = wal.sync_data()
+            {
+                tracing::error!(error = %err, "fsync of the store WAL failed; refusing writes until reopened");
+                self.failed.store(true, Ordering::Release);
+            }
+            let failed = self.failed.load(Ordering::Acquire);
+            for committed in group.drain(..) {
+                if failed {
+                    fail_all(committed, "fsync of the store WAL failed; reopen the store");
+                    continue;
+                }
+                match committed {
+                    Committed::Batch {
+                        head,
+                        changes,
+                        answers,
+                    } => {
+                        let t = Instant::now();
+                        self.cache.publish(changes, head);
+                        unsafe_stats::add(2, t.elapsed());
+                        let t = Instant::now();
+                        for (reply, answer) in answers {
+                            let _ = reply.send(answer);
+                        }
+                        unsafe_stats::add(3, t.elapsed());
+                    }
+                    Committed::Compacted { revision, reply } => {
+                        self.cache.set_compact(revision);
+                        let _ = reply.send(Ok(revision));
+                    }
+                    Committed::Drain(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn apply_one(
+    conn: &Connection,
+    key: String,
+    current: Option<Arc<KeyValue>>,
+    kind: WriteKind,
+    revision: Revision,
+) -> Result<Change, OpError> {
+    let (kind, create_revision, prev_revision, bytes) = match kind {
+        WriteKind::Create(template) => {
+            if current.is_some() {
+                return Err(OpError::Rejected(StoreError::AlreadyExists(key)));
+            }
+            (EventKind::Added, revision, 0, template.render(revision))
+        }
+        WriteKind::Update(expected, template) => {
+            let current = check(&key, current, expected)?;
+            let bytes = template.render(revision);
+            (EventKind::Modified, current.create_revision, current.mod_revision, bytes)
+        }
+        WriteKind::Delete(expected) => {
+            let current = check(&key, current, expected)?;
+            let bytes = match serde_json::from_slice::<Value>(&current.value) {
+                Ok(value) => match Template::new(value) {
+                    Ok(template) => template.render(revision),
+                    Err(_) => current.value.clone(),
+                },
+                Err(err) => {
+                    // Never let a damaged object become undeletable: the
+                    // delete goes through and carries the bytes as they were.
+                    tracing::warn!(key, error = %err, "deleting an object that is not valid JSON");
+                    current.value.clone()
+                }
+            };
+            (EventKind::Deleted, current.create_revision, current.mod_revision, bytes)
+        }
+    };
+    conn.prepare_cached(
+        "INSERT INTO log (revision, key, create_revision, prev_revision, deleted, value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        revision,
+        key,
+        create_revision,
+        prev_revision,
+        kind == EventKind::Deleted,
+        &bytes[..]
+    ])?;
+    Ok(Change {
+        kind,
+        kv: Arc::new(KeyValue {
+            key,
+            value: bytes,
+            create_revision,
+            mod_revision: revision,
+        }),
+        prev_revision,
+    })
+}
+
+/// The live value of a key whose CAS precondition holds.
+fn check(
+    key: &str,
+    current: Option<Arc<KeyValue>>,
+    expected: Option<Revision>,
+) -> Result<Arc<KeyValue>, OpError> {
+    let Some(current) = current else {
+        return Err(OpError::Rejected(StoreError::NotFound(key.to_owned())));
+    };
+    match expected {
+        Some(expected) if expected != current.mod_revision => {
+            Err(OpError::Rejected(StoreError::Conflict {
+                key: key.to_owned(),
+                expected,
+                current: current.mod_revision,
+            }))
+        }
+        _ => Ok(current),
+    }
+}
+
+/// An object serialised once, with a hole where `metadata.resourceVersion`'s
+/// value goes, so the writer only splices the revision in. Built by the
+/// caller's task: serialisation stays off the single writer thread.
+pub(super) struct Template {
+    bytes: Vec<u8>,
+    /// Offset of the hole: right after `"resourceVersion":`.
+    split: usize,
+}
+
+impl Template {
+    /// Fails if the value is not a JSON object or its `metadata` is not one.
+    /// A missing `metadata` or `resourceVersion` is added.
+    pub(super) fn new(mut value: Value) -> Result<Template, String> {
+        let Value::Object(object) = &mut value else {
+            return Err("the object is not a JSON object".to_owned());
+        };
+        let metadata = object
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        let Value::Object(metadata) = metadata else {
+            return Err("metadata is not a JSON object".to_owned());
+        };
+        if !metadata.contains_key("resourceVersion") {
+            metadata.insert("resourceVersion".to_owned(), Value::Null);
+        }
+        // The same compact form serde_json::to_vec writes, field by field.
+        let mut bytes = Vec::with_capacity(1024);
+        let mut split = 0;
+        let json = |err: serde_json::Error| err.to_string();
+        bytes.push(b'{');
+        for (i, (name, field)) in object.iter().enumerate() {
+            if i > 0 {
+                bytes.push(b',');
+            }
+            serde_json::to_writer(&mut bytes, name).map_err(json)?;
+            bytes.push(b':');
+            match field {
+                Value::Object(metadata) if name == "metadata" => {
+                    bytes.push(b'{');
+                    for (j, (name, field)) in metadata.iter().enumerate() {
+                        if j > 0 {
+                            bytes.push(b',');
+                        }
+                        serde_json::to_writer(&mut bytes, name).map_err(json)?;
+                        bytes.push(b':');
+                        if name == "resourceVersion" {
+                            split = bytes.len();
+                        } else {
+                            serde_json::to_writer(&mut bytes, field).map_err(json)?;
+                        }
+                    }
+                    bytes.push(b'}');
+                }
+                _ => serde_json::to_writer(&mut bytes, field).map_err(json)?,
+            }
+        }
+        bytes.push(b'}');
+        Ok(Template { bytes, split })
+    }
+
+    /// The object's JSON with `"resourceVersion":"<revision>"`.
+    pub(super) fn render(&self, revision: Revision) -> Bytes {
+        let (head, tail) = self.bytes.split_at(self.split.min(self.bytes.len()));
+        let mut out = Vec::with_capacity(self.bytes.len() + 22);
+        out.extend_from_slice(head);
+        out.push(b'"');
+        out.extend_from_slice(revision.to_string().as_bytes());
+        out.push(b'"');
+        out.extend_from_slice(tail);
+        Bytes::from(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Template;
+    use serde_json::{Value, json};
+
+    fn expected(mut value: Value, revision: i64) -> Vec<u8> {
+        let metadata = value
+            .as_object_mut()
+            .unwrap()
+            .entry("metadata")
+            .or_insert_with(|| json!({}));
+        metadata
+            .as_object_mut()
+            .unwrap()
+            .insert("resourceVersion".to_owned(), Value::String(revision.to_string()));
+        serde_json::to_vec(&value).unwrap()
+    }
+
+    #[test]
+    fn template_renders_exactly_what_serde_json_writes() {
+        let cases = [
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "resourceVersion": "9", "uid": "u"}, "spec": {}}),
+            json!({"metadata": {"name": "\"quoted\" \u{1} é"}, "data": {"resourceVersion": "not this one"}}),
+            json!({"kind": "X"}),
+            json!({"metadata": {}}),
+            json!({"a": [1, 2.5, null, true], "metadata": {"labels": {"x": "y"}}, "z": {"metadata": {"resourceVersion": 1}}}),
+        ];
+        for value in cases {
+            for revision in [1, 42, i64::MAX] {
+                let template = Template::new(value.clone()).unwrap();
+                assert_eq!(
+                    template.render(revision).to_vec(),
+                    expected(value.clone(), revision),
+                    "{value}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn template_refuses_non_objects() {
+        assert!(Template::new(json!([1])).is_err());
+        assert!(Template::new(json!("s")).is_err());
+        assert!(Template::new(json!({"metadata": []})).is_err());
+    }
+}
+
+pub mod unsafe_stats {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    pub static BATCHES: AtomicU64 = AtomicU64::new(0);
+    pub static OPS: AtomicU64 = AtomicU64::new(0);
+    pub fn record(n: usize) { BATCHES.fetch_add(1, Ordering::Relaxed); OPS.fetch_add(n as u64, Ordering::Relaxed); }
+    pub static NS: [AtomicU64; 4] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+    pub fn add(i: usize, d: std::time::Duration) { NS[i].fetch_add(d.as_nanos() as u64, Ordering::Relaxed); }
+    pub fn print() { eprintln!("batches {} ops {} total/commit/publish/reply ms {:?}", BATCHES.load(Ordering::Relaxed), OPS.load(Ordering::Relaxed), NS.iter().map(|n| n.load(Ordering::Relaxed) / 1_000_000).collect::<Vec<_>>()); }
+}
