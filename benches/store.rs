@@ -1,9 +1,10 @@
 //! Store benchmark (`cargo bench --bench store`): create throughput and
 //! latency of `SqliteBackend` with 1, 16 and 64 concurrent writers, against
-//! raw rusqlite baselines measured in the same run: one thread inserting the
-//! same kind of object (serialised per row) into a one-table log, committing
-//! in groups of as many rows as there are writers, with the same durability
-//! (nothing counted before it is on disk):
+//! raw rusqlite baselines measured in the same run: one thread building the
+//! same object per row (as the store's callers do), serialising it and
+//! inserting it into a one-table log, committing in groups of as many rows as
+//! there are writers, with the same durability (nothing counted before it is
+//! on disk):
 //!
 //! - `raw FULL`: WAL, `synchronous = FULL` (SQLite fsyncs the WAL in every
 //!   commit; the bundled SQLite uses `fsync`, not `fdatasync`);
@@ -83,8 +84,10 @@ enum Sync {
 
 fn raw_connection(path: &Path, sync: Sync) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).expect("open raw database");
-    conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0))
-        .expect("WAL");
+    conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
+        row.get::<_, String>(0)
+    })
+    .expect("WAL");
     conn.execute_batch(match sync {
         Sync::Full => "PRAGMA synchronous = FULL;",
         Sync::Fdatasync => "PRAGMA synchronous = NORMAL;",
@@ -117,7 +120,6 @@ fn raw_group_commit(dir: &Path, batch: usize, run_for: Duration, sync: Sync) -> 
             .open(wal)
             .expect("open WAL")
     };
-    let mut value = object("x");
     let mut revision: i64 = 0;
     let mut latencies = Vec::new();
     let start = Instant::now();
@@ -130,8 +132,9 @@ fn raw_group_commit(dir: &Path, batch: usize, run_for: Duration, sync: Sync) -> 
                 .expect("prepare");
             for _ in 0..batch {
                 revision += 1;
+                // Built per row like the store's callers build theirs.
                 let name = format!("raw-{revision}");
-                value["metadata"]["name"] = Value::String(name.clone());
+                let mut value = object(&name);
                 value["metadata"]["resourceVersion"] = Value::String(revision.to_string());
                 let bytes = serde_json::to_vec(&value).expect("serialize");
                 insert
@@ -221,16 +224,22 @@ fn main() {
     );
     println!(
         "{:>7} | {:>24} | {:>24} | {:>26} | {:>9} {:>9}",
-        "",
-        "raw FULL",
-        "raw fdatasync",
-        "store",
-        "store/raw",
-        "store/raw"
+        "", "raw FULL", "raw fdatasync", "store", "store/raw", "store/raw"
     );
     println!(
         "{:>7} | {:>8} {:>7} {:>7} | {:>8} {:>7} {:>7} | {:>8} {:>8} {:>8} | {:>9} {:>9}",
-        "writers", "ops/s", "p50 ms", "p99 ms", "ops/s", "p50 ms", "p99 ms", "ops/s", "p50 ms", "p99 ms", "FULL", "fdatasync"
+        "writers",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "FULL",
+        "fdatasync"
     );
     for writers in WRITERS {
         let mut full_rounds = Vec::new();
@@ -238,16 +247,27 @@ fn main() {
         let mut store_rounds = Vec::new();
         for round in 0..rounds {
             full_rounds.push(raw_group_commit(dir.path(), writers, run_for, Sync::Full));
-            fdatasync_rounds.push(raw_group_commit(dir.path(), writers, run_for, Sync::Fdatasync));
+            fdatasync_rounds.push(raw_group_commit(
+                dir.path(),
+                writers,
+                run_for,
+                Sync::Fdatasync,
+            ));
             let db = dir.path().join(format!("store-{writers}-{round}.db"));
             store_rounds.push(runtime.block_on(async {
-                let store = SqliteBackend::open(&db, opts.clone()).await.expect("open store");
+                let store = SqliteBackend::open(&db, opts.clone())
+                    .await
+                    .expect("open store");
                 let measured = store_creates(Arc::clone(&store), writers, run_for).await;
                 store.close().await;
                 measured
             }));
         }
-        let (full, fdatasync, store) = (best(full_rounds), best(fdatasync_rounds), best(store_rounds));
+        let (full, fdatasync, store) = (
+            best(full_rounds),
+            best(fdatasync_rounds),
+            best(store_rounds),
+        );
         println!(
             "{:>7} | {:>8.0} {:>7} {:>7} | {:>8.0} {:>7} {:>7} | {:>8.0} {:>8} {:>8} | {:>8.0}% {:>8.0}%",
             writers,
@@ -270,14 +290,19 @@ fn main() {
     let db = dir.path().join("list.db");
     let raw_db = dir.path().join("raw-list.db");
     let (head_list, past_list) = runtime.block_on(async {
-        let store = SqliteBackend::open(&db, opts.clone()).await.expect("open store");
+        let store = SqliteBackend::open(&db, opts.clone())
+            .await
+            .expect("open store");
         let tasks: Vec<_> = (0..64)
             .map(|w| {
                 let store = Arc::clone(&store);
                 tokio::spawn(async move {
                     for i in (w..LIST_OBJECTS).step_by(64) {
                         let name = format!("obj-{i:05}");
-                        store.create(&key(&name), object(&name)).await.expect("create");
+                        store
+                            .create(&key(&name), object(&name))
+                            .await
+                            .expect("create");
                     }
                 })
             })
@@ -286,7 +311,10 @@ fn main() {
             task.await.expect("fill");
         }
         let at = store.current_revision();
-        store.create("/registry/other/x", object("x")).await.expect("create");
+        store
+            .create("/registry/other/x", object("x"))
+            .await
+            .expect("create");
         let mut head_best = Duration::MAX;
         let mut past_best = Duration::MAX;
         for _ in 0..5 {
@@ -337,7 +365,9 @@ fn main() {
     let mut raw_best = Duration::MAX;
     for _ in 0..5 {
         let began = Instant::now();
-        let mut stmt = conn.prepare_cached("SELECT key, value FROM log").expect("prepare");
+        let mut stmt = conn
+            .prepare_cached("SELECT key, value FROM log")
+            .expect("prepare");
         let rows: Vec<(String, Vec<u8>)> = stmt
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
             .expect("select")

@@ -136,11 +136,15 @@ impl Cache {
     // way that breaks ordering (publish only mutates after the commit), so
     // poisoning is not fatal.
     pub(super) fn read(&self) -> RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(super) fn head(&self) -> Revision {
@@ -205,12 +209,17 @@ impl Cache {
 impl Inner {
     /// Ring changes with a revision above `after`.
     pub(super) fn ring_after(&self, after: Revision) -> impl Iterator<Item = &Change> {
-        let first = self.ring.partition_point(|change| change.revision() <= after);
+        let first = self
+            .ring
+            .partition_point(|change| change.revision() <= after);
         self.ring.range(first..)
     }
 
     /// Live values in `range`, in key order.
-    pub(super) fn range<'a>(&'a self, range: &'a KeyRange) -> impl Iterator<Item = &'a Arc<KeyValue>> {
+    pub(super) fn range<'a>(
+        &'a self,
+        range: &'a KeyRange,
+    ) -> impl Iterator<Item = &'a Arc<KeyValue>> {
         let lower = if range.lower_exclusive {
             Bound::Excluded(range.lower.as_str())
         } else {
@@ -421,7 +430,11 @@ mod tests {
         }
         let (lower, upper) = prefix_range("/registry/pods/");
         let upper = upper.unwrap();
-        for key in ["/registry/pods/a", "/registry/pods/\u{10FFFF}", "/registry/pods/"] {
+        for key in [
+            "/registry/pods/a",
+            "/registry/pods/\u{10FFFF}",
+            "/registry/pods/",
+        ] {
             assert!(key >= lower.as_str() && key < upper.as_str(), "{key}");
         }
         for key in ["/registry/pods", "/registry/pods0", "/registry/podsx/"] {

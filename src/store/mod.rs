@@ -10,12 +10,23 @@
 //! event under their prefix in revision order or get an error and a closed
 //! stream, never a silent gap. The store knows nothing of HTTP, kinds or
 //! Kubernetes semantics beyond the `metadata.resourceVersion` field.
+//!
+//! Layout of the SQLite backend:
+//! - `schema.rs`: tables (an append-only `log` and `meta`), connections,
+//!   rebuilding the in-memory state from the log at open;
+//! - `writer.rs`: the one writer thread (group commit) and its syncer thread
+//!   (fsync, then publish and acknowledge);
+//! - `cache.rs`: the in-memory index of live values, the ring of recent
+//!   changes and the broadcast to watchers;
+//! - `watch.rs`: watch streams over the cache, falling back to the log;
+//! - `sqlite.rs`: open/close, the [`Backend`] impl, reads of history through a
+//!   pool of read-only connections.
 
 mod cache;
 mod schema;
 mod sqlite;
 mod watch;
-pub mod writer;
+mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -99,8 +110,11 @@ pub type WatchStream =
 pub trait Backend: Send + Sync + 'static {
     /// Stores a new key. The store sets `metadata.resourceVersion` to the new
     /// revision (a decimal string) before storing. `AlreadyExists` if live.
-    fn create(&self, key: &str, value: serde_json::Value)
-    -> BoxFuture<'_, Result<KeyValue, StoreError>>;
+    fn create(
+        &self,
+        key: &str,
+        value: serde_json::Value,
+    ) -> BoxFuture<'_, Result<KeyValue, StoreError>>;
 
     /// Compare-and-swap update: with `expected = Some(rev)` the current
     /// `mod_revision` must equal `rev`, else `Conflict`. `NotFound` if absent.

@@ -155,7 +155,11 @@ pub(super) fn read_revisions(conn: &Connection) -> Result<(Revision, Revision), 
 }
 
 /// The event a log row records.
-pub(super) fn event_kind(revision: Revision, create_revision: Revision, deleted: bool) -> EventKind {
+pub(super) fn event_kind(
+    revision: Revision,
+    create_revision: Revision,
+    deleted: bool,
+) -> EventKind {
     if deleted {
         EventKind::Deleted
     } else if create_revision == revision {

@@ -141,7 +141,8 @@ impl Backend for SqliteBackend {
     fn create(&self, key: &str, value: Value) -> BoxFuture<'_, Result<KeyValue, StoreError>> {
         let key = key.to_owned();
         async move {
-            let template = Template::new(value).map_err(|why| StoreError::Corrupt(key.clone(), why))?;
+            let template =
+                Template::new(value).map_err(|why| StoreError::Corrupt(key.clone(), why))?;
             self.write(key, WriteKind::Create(template)).await
         }
         .boxed()
@@ -155,7 +156,8 @@ impl Backend for SqliteBackend {
     ) -> BoxFuture<'_, Result<KeyValue, StoreError>> {
         let key = key.to_owned();
         async move {
-            let template = Template::new(value).map_err(|why| StoreError::Corrupt(key.clone(), why))?;
+            let template =
+                Template::new(value).map_err(|why| StoreError::Corrupt(key.clone(), why))?;
             self.write(key, WriteKind::Update(expected, template)).await
         }
         .boxed()
@@ -166,7 +168,8 @@ impl Backend for SqliteBackend {
         key: &str,
         expected: Option<Revision>,
     ) -> BoxFuture<'_, Result<KeyValue, StoreError>> {
-        self.write(key.to_owned(), WriteKind::Delete(expected)).boxed()
+        self.write(key.to_owned(), WriteKind::Delete(expected))
+            .boxed()
     }
 
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<KeyValue>, StoreError>> {
@@ -190,38 +193,52 @@ impl Backend for SqliteBackend {
             if self.cache.is_closed() {
                 return Err(StoreError::Closed);
             }
-            let head = self.cache.head();
+            let compacted = self.cache.compact();
             match at {
-                Some(at) if at < self.cache.compact() => Err(StoreError::Compacted {
-                    requested: at,
-                    compacted: self.cache.compact(),
-                }),
-                Some(at) if at > head => Err(StoreError::FutureRevision(at)),
-                Some(at) if at < head => {
+                Some(at) if at < compacted => {
+                    return Err(StoreError::Compacted {
+                        requested: at,
+                        compacted,
+                    });
+                }
+                Some(at) if at > self.cache.head() => return Err(StoreError::FutureRevision(at)),
+                _ => {}
+            }
+            // At the head (or at a revision that still is the head), the
+            // index answers alone; large pages are copied off the runtime.
+            let cache = Arc::clone(&self.cache);
+            let head_range = range.clone();
+            // `Err(at)`: the head moved past `at`.
+            let from_index = move || -> Result<ListResult, Revision> {
+                let inner = cache.read();
+                if let Some(at) = at
+                    && at != inner.head
+                {
+                    return Err(at);
+                }
+                let page = cache::head_page(&inner, &head_range, limit);
+                drop(inner);
+                Ok(ListResult {
+                    items: page.items.iter().map(|kv| KeyValue::clone(kv)).collect(),
+                    revision: page.revision,
+                    more: page.more,
+                    remaining: page.remaining,
+                })
+            };
+            let listed = if limit != 0 && limit <= 64 {
+                from_index()
+            } else {
+                tokio::task::spawn_blocking(from_index)
+                    .await
+                    .map_err(|err| StoreError::Sqlite(format!("list task failed: {err}")))?
+            };
+            match listed {
+                Ok(listed) => Ok(listed),
+                Err(at) => {
                     let cache = Arc::clone(&self.cache);
                     self.readers
                         .run(move |conn| list_past(conn, &cache, &range, limit, at))
                         .await
-                }
-                _ => {
-                    // Large pages are copied off the async runtime.
-                    let cache = Arc::clone(&self.cache);
-                    let page = move || {
-                        let page = cache::head_page(&cache.read(), &range, limit);
-                        ListResult {
-                            items: page.items.iter().map(|kv| KeyValue::clone(kv)).collect(),
-                            revision: page.revision,
-                            more: page.more,
-                            remaining: page.remaining,
-                        }
-                    };
-                    if limit != 0 && limit <= 64 {
-                        Ok(page())
-                    } else {
-                        tokio::task::spawn_blocking(page).await.map_err(|err| {
-                            StoreError::Sqlite(format!("list task failed: {err}"))
-                        })
-                    }
                 }
             }
         }
@@ -364,7 +381,9 @@ struct Readers {
 
 impl Readers {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
-        self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn close(&self) {

@@ -47,11 +47,15 @@ fn fast() -> SqliteOptions {
 }
 
 async fn open(dir: &Path) -> Arc<SqliteBackend> {
-    SqliteBackend::open(&dir.join("state.db"), fast()).await.unwrap()
+    SqliteBackend::open(&dir.join("state.db"), fast())
+        .await
+        .unwrap()
 }
 
 async fn open_with(dir: &Path, opts: SqliteOptions) -> Arc<SqliteBackend> {
-    SqliteBackend::open(&dir.join("state.db"), opts).await.unwrap()
+    SqliteBackend::open(&dir.join("state.db"), opts)
+        .await
+        .unwrap()
 }
 
 async fn next_event(stream: &mut WatchStream) -> Event {
@@ -91,7 +95,11 @@ async fn crud_with_cas_and_resource_versions() {
     ));
     assert!(matches!(
         store.update(&key("a"), Some(7), object("a", "2")).await,
-        Err(StoreError::Conflict { expected: 7, current: 1, .. })
+        Err(StoreError::Conflict {
+            expected: 7,
+            current: 1,
+            ..
+        })
     ));
     assert!(matches!(
         store.update(&key("missing"), None, object("m", "2")).await,
@@ -100,23 +108,36 @@ async fn crud_with_cas_and_resource_versions() {
     // Rejected operations consume no revision.
     assert_eq!(store.current_revision(), 1);
 
-    let updated = store.update(&key("a"), Some(1), object("a", "2")).await.unwrap();
+    let updated = store
+        .update(&key("a"), Some(1), object("a", "2"))
+        .await
+        .unwrap();
     assert_eq!((updated.create_revision, updated.mod_revision), (1, 2));
     assert_eq!(rv_of(&updated), "2");
-    let updated = store.update(&key("a"), None, object("a", "3")).await.unwrap();
+    let updated = store
+        .update(&key("a"), None, object("a", "3"))
+        .await
+        .unwrap();
     assert_eq!(updated.mod_revision, 3);
     assert_eq!(json_of(&updated)["data"]["k"], "3");
 
     assert!(matches!(
         store.delete(&key("a"), Some(2)).await,
-        Err(StoreError::Conflict { expected: 2, current: 3, .. })
+        Err(StoreError::Conflict {
+            expected: 2,
+            current: 3,
+            ..
+        })
     ));
     let deleted = store.delete(&key("a"), Some(3)).await.unwrap();
     assert_eq!((deleted.create_revision, deleted.mod_revision), (1, 4));
     assert_eq!(rv_of(&deleted), "4");
     assert_eq!(json_of(&deleted)["data"]["k"], "3");
     assert!(store.get(&key("a")).await.unwrap().is_none());
-    assert!(matches!(store.delete(&key("a"), None).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.delete(&key("a"), None).await,
+        Err(StoreError::NotFound(_))
+    ));
 
     // A key can be created again after a delete and starts a new life.
     let again = store.create(&key("a"), object("a", "4")).await.unwrap();
@@ -130,7 +151,10 @@ async fn values_without_metadata_get_one_and_non_objects_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     let kv = store.create("/k/plain", json!({"spec": 1})).await.unwrap();
-    assert_eq!(json_of(&kv), json!({"spec": 1, "metadata": {"resourceVersion": "1"}}));
+    assert_eq!(
+        json_of(&kv),
+        json!({"spec": 1, "metadata": {"resourceVersion": "1"}})
+    );
     assert!(matches!(
         store.create("/k/array", json!([1, 2])).await,
         Err(StoreError::Corrupt(..))
@@ -154,9 +178,18 @@ async fn list_by_prefix_with_pages() {
         store.create(&key(name), object(name, name)).await.unwrap();
     }
     // Neighbours that share a string prefix but not the key prefix.
-    store.create("/registry/configmaps/defaultx/z", object("z", "")).await.unwrap();
-    store.create("/registry/configmaps/default", object("y", "")).await.unwrap();
-    store.create("/registry/secrets/default/a", object("s", "")).await.unwrap();
+    store
+        .create("/registry/configmaps/defaultx/z", object("z", ""))
+        .await
+        .unwrap();
+    store
+        .create("/registry/configmaps/default", object("y", ""))
+        .await
+        .unwrap();
+    store
+        .create("/registry/secrets/default/a", object("s", ""))
+        .await
+        .unwrap();
 
     let prefix = "/registry/configmaps/default/";
     let all = store.list(prefix, None, 0, None).await.unwrap();
@@ -186,7 +219,14 @@ async fn list_by_prefix_with_pages() {
     // A start key between existing keys.
     let page = store.list(prefix, Some(&key("bb")), 0, None).await.unwrap();
     assert_eq!(keys(&page), ["c", "d", "e"].map(key));
-    assert!(store.list("/nothing/", None, 0, None).await.unwrap().items.is_empty());
+    assert!(
+        store
+            .list("/nothing/", None, 0, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -197,7 +237,10 @@ async fn list_at_past_revisions_sees_deleted_and_old_values() {
     store.create(&key("a"), object("a", "a1")).await.unwrap(); // 1
     store.create(&key("b"), object("b", "b1")).await.unwrap(); // 2
     store.create(&key("c"), object("c", "c1")).await.unwrap(); // 3
-    store.update(&key("b"), None, object("b", "b2")).await.unwrap(); // 4
+    store
+        .update(&key("b"), None, object("b", "b2"))
+        .await
+        .unwrap(); // 4
     store.delete(&key("a"), None).await.unwrap(); // 5
     store.create(&key("d"), object("d", "d1")).await.unwrap(); // 6
     store.delete(&key("c"), None).await.unwrap(); // 7
@@ -220,30 +263,51 @@ async fn list_at_past_revisions_sees_deleted_and_old_values() {
     let past = at(4).await.unwrap();
     assert_eq!(past.revision, 4);
     let b = &past.items[1];
-    assert_eq!((b.create_revision, b.mod_revision, rv_of(b)), (2, 4, "4".to_owned()));
+    assert_eq!(
+        (b.create_revision, b.mod_revision, rv_of(b)),
+        (2, 4, "4".to_owned())
+    );
     assert!(matches!(at(9).await, Err(StoreError::FutureRevision(9))));
 
     // Pages of a past snapshot, continued with the last key.
     let first = store.list(prefix, None, 1, Some(4)).await.unwrap();
     assert_eq!(data(&first), ["a1"]);
     assert_eq!((first.more, first.remaining), (true, 2));
-    let second = store.list(prefix, Some(&key("a")), 1, Some(4)).await.unwrap();
+    let second = store
+        .list(prefix, Some(&key("a")), 1, Some(4))
+        .await
+        .unwrap();
     assert_eq!(data(&second), ["b2"]);
     assert_eq!((second.more, second.remaining), (true, 1));
-    let third = store.list(prefix, Some(&key("b")), 1, Some(4)).await.unwrap();
+    let third = store
+        .list(prefix, Some(&key("b")), 1, Some(4))
+        .await
+        .unwrap();
     assert_eq!(data(&third), ["c1"]);
     assert!(!third.more);
-    let paged = store.list(prefix, Some(&key("a")), 1, Some(7)).await.unwrap();
+    let paged = store
+        .list(prefix, Some(&key("a")), 1, Some(7))
+        .await
+        .unwrap();
     assert_eq!(data(&paged), ["b2"]);
     assert_eq!((paged.more, paged.remaining), (true, 1));
 
     // Compaction keeps every snapshot at or above the compact revision.
     assert_eq!(store.compact(2).await.unwrap(), 6);
     assert_eq!(store.compact_revision(), 6);
-    assert!(matches!(at(5).await, Err(StoreError::Compacted { requested: 5, compacted: 6 })));
+    assert!(matches!(
+        at(5).await,
+        Err(StoreError::Compacted {
+            requested: 5,
+            compacted: 6
+        })
+    ));
     assert_eq!(data(&at(6).await.unwrap()), ["b2", "c1", "d1"]);
     assert_eq!(data(&at(7).await.unwrap()), ["b2", "d1"]);
-    assert_eq!(data(&store.list(prefix, None, 0, None).await.unwrap()), ["b2", "c2", "d1"]);
+    assert_eq!(
+        data(&store.list(prefix, None, 0, None).await.unwrap()),
+        ["b2", "c2", "d1"]
+    );
     // Compacting again below the compact revision is a no-op.
     assert_eq!(store.compact(5).await.unwrap(), 6);
 }
@@ -253,12 +317,19 @@ async fn compaction_keeps_latest_values_and_drops_history() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     for i in 0..50 {
-        store.create(&key(&format!("k{i:02}")), object("k", "0")).await.unwrap();
+        store
+            .create(&key(&format!("k{i:02}")), object("k", "0"))
+            .await
+            .unwrap();
     }
     for round in 1..=4 {
         for i in 0..50 {
             store
-                .update(&key(&format!("k{i:02}")), None, object("k", &round.to_string()))
+                .update(
+                    &key(&format!("k{i:02}")),
+                    None,
+                    object("k", &round.to_string()),
+                )
                 .await
                 .unwrap();
         }
@@ -277,7 +348,9 @@ async fn compaction_keeps_latest_values_and_drops_history() {
     store.close().await;
 
     let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
-    let rows: i64 = conn.query_row("SELECT count(*) FROM log", [], |r| r.get(0)).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM log", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(rows, 25, "only the live values remain");
     drop(conn);
     // The head survives even though its row (a delete) was compacted away.
@@ -294,22 +367,34 @@ async fn watch_replays_history_then_follows_live() {
     let store = open(dir.path()).await;
     let prefix = "/registry/configmaps/";
     store.create(&key("a"), object("a", "1")).await.unwrap(); // 1
-    store.create("/registry/secrets/default/s", object("s", "")).await.unwrap(); // 2
-    store.update(&key("a"), None, object("a", "2")).await.unwrap(); // 3
+    store
+        .create("/registry/secrets/default/s", object("s", ""))
+        .await
+        .unwrap(); // 2
+    store
+        .update(&key("a"), None, object("a", "2"))
+        .await
+        .unwrap(); // 3
 
     let mut from_start = store.watch(prefix, 0).unwrap();
     let mut from_two = store.watch(prefix, 2).unwrap();
     let mut at_head = store.watch(prefix, 3).unwrap();
 
     let e = next_event(&mut from_start).await;
-    assert_eq!((e.kind, e.revision, e.kv.key.as_str()), (EventKind::Added, 1, key("a").as_str()));
+    assert_eq!(
+        (e.kind, e.revision, e.kv.key.as_str()),
+        (EventKind::Added, 1, key("a").as_str())
+    );
     let e = next_event(&mut from_start).await;
     assert_eq!((e.kind, e.revision), (EventKind::Modified, 3));
     assert_eq!(rv_of(&e.kv), "3");
     let e = next_event(&mut from_two).await;
     assert_eq!((e.kind, e.revision), (EventKind::Modified, 3));
 
-    store.create("/registry/secrets/default/t", object("t", "")).await.unwrap(); // 4
+    store
+        .create("/registry/secrets/default/t", object("t", ""))
+        .await
+        .unwrap(); // 4
     let deleted = store.delete(&key("a"), None).await.unwrap(); // 5
     store.create(&key("b"), object("b", "")).await.unwrap(); // 6
     for stream in [&mut from_start, &mut from_two, &mut at_head] {
@@ -319,12 +404,21 @@ async fn watch_replays_history_then_follows_live() {
         assert_eq!((e.kv.create_revision, e.kv.mod_revision), (1, 5));
         assert_eq!(rv_of(&e.kv), "5");
         let e = next_event(stream).await;
-        assert_eq!((e.kind, e.revision, e.kv.key.as_str()), (EventKind::Added, 6, key("b").as_str()));
+        assert_eq!(
+            (e.kind, e.revision, e.kv.key.as_str()),
+            (EventKind::Added, 6, key("b").as_str())
+        );
     }
     // A watch from the future starts quietly and picks up later events.
     let mut future = store.watch(prefix, 7).unwrap();
-    store.update(&key("b"), None, object("b", "x")).await.unwrap(); // 7
-    store.update(&key("b"), None, object("b", "y")).await.unwrap(); // 8
+    store
+        .update(&key("b"), None, object("b", "x"))
+        .await
+        .unwrap(); // 7
+    store
+        .update(&key("b"), None, object("b", "y"))
+        .await
+        .unwrap(); // 8
     assert_eq!(next_event(&mut future).await.revision, 8);
 }
 
@@ -339,9 +433,15 @@ async fn watch_reads_the_log_when_the_ring_does_not_reach_back() {
     // More than one history page (512) under the prefix, interleaved with
     // events under another prefix.
     for i in 0..700 {
-        store.create(&key(&format!("k{i:04}")), object("k", "")).await.unwrap();
+        store
+            .create(&key(&format!("k{i:04}")), object("k", ""))
+            .await
+            .unwrap();
         if i % 7 == 0 {
-            store.create(&format!("/other/{i}"), object("o", "")).await.unwrap();
+            store
+                .create(&format!("/other/{i}"), object("o", ""))
+                .await
+                .unwrap();
         }
     }
     let head = store.current_revision();
@@ -365,12 +465,18 @@ async fn watch_below_the_compact_revision_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     for i in 0..10 {
-        store.create(&key(&format!("k{i}")), object("k", "")).await.unwrap();
+        store
+            .create(&key(&format!("k{i}")), object("k", ""))
+            .await
+            .unwrap();
     }
     assert_eq!(store.compact(4).await.unwrap(), 6);
     assert!(matches!(
         store.watch("/registry/", 5).err(),
-        Some(StoreError::Compacted { requested: 5, compacted: 6 })
+        Some(StoreError::Compacted {
+            requested: 5,
+            compacted: 6
+        })
     ));
     let mut stream = store.watch("/registry/", 6).unwrap();
     assert_eq!(next_event(&mut stream).await.revision, 7);
@@ -385,7 +491,10 @@ async fn watch_below_the_compact_revision_is_refused() {
         },
     )
     .await;
-    assert!(matches!(store.watch("/registry/", 0).err(), Some(StoreError::Compacted { .. })));
+    assert!(matches!(
+        store.watch("/registry/", 0).err(),
+        Some(StoreError::Compacted { .. })
+    ));
     let mut stream = store.watch("/registry/", 6).unwrap();
     assert_eq!(next_event(&mut stream).await.revision, 7);
     assert_eq!(next_event(&mut stream).await.revision, 8);
@@ -402,11 +511,17 @@ async fn a_watcher_too_far_behind_gets_an_error_and_the_stream_ends() {
     let mut slow = store.watch("/registry/", 0).unwrap();
     // One batch per write; far more batches than the broadcast holds.
     for i in 0..300 {
-        store.create(&key(&format!("k{i}")), object("k", "")).await.unwrap();
+        store
+            .create(&key(&format!("k{i}")), object("k", ""))
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     let error = loop {
-        match tokio::time::timeout(Duration::from_secs(10), slow.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), slow.next())
+            .await
+            .unwrap()
+        {
             Some(Ok(e)) => seen.push(e.revision),
             Some(Err(err)) => break err,
             None => panic!("stream ended without an error"),
@@ -429,7 +544,10 @@ async fn a_lagging_watcher_resumes_from_the_ring_without_gaps() {
     let store = open_with(dir.path(), opts).await;
     let mut slow = store.watch("/registry/", 0).unwrap();
     for i in 0..300 {
-        store.create(&key(&format!("k{i}")), object("k", "")).await.unwrap();
+        store
+            .create(&key(&format!("k{i}")), object("k", ""))
+            .await
+            .unwrap();
     }
     for revision in 1..=300 {
         assert_eq!(next_event(&mut slow).await.revision, revision);
@@ -443,7 +561,11 @@ async fn a_thousand_watchers_each_see_every_event_in_order() {
     const EVENTS: usize = 100;
     let mut tasks = Vec::new();
     for w in 0..1000 {
-        let prefix = if w % 2 == 0 { "/registry/" } else { "/registry/configmaps/default/" };
+        let prefix = if w % 2 == 0 {
+            "/registry/"
+        } else {
+            "/registry/configmaps/default/"
+        };
         let stream = store.watch(prefix, 0).unwrap();
         tasks.push(tokio::spawn(async move {
             stream
@@ -471,7 +593,10 @@ async fn a_thousand_watchers_each_see_every_event_in_order() {
     }
     let expected: Vec<Revision> = (1..=EVENTS as i64).collect();
     for task in tasks {
-        let got = tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got, expected);
     }
 }
@@ -533,7 +658,9 @@ async fn racing_writers_on_one_key_have_exactly_one_winner() {
         .map(|i| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                store.update(&key("x"), Some(base), object("x", &format!("u{i}"))).await
+                store
+                    .update(&key("x"), Some(base), object("x", &format!("u{i}")))
+                    .await
             })
         })
         .collect();
@@ -564,11 +691,17 @@ async fn concurrent_mixed_writes_replay_to_the_final_state() {
                 let mut done = Vec::new();
                 let mut seed = t * 7919 + 1;
                 for i in 0..150 {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     let k = key(&format!("k{}", (seed >> 33) % 6));
                     let result = match (seed >> 20) % 3 {
                         0 => store.create(&k, object("k", &format!("{t}-{i}"))).await,
-                        1 => store.update(&k, None, object("k", &format!("{t}-{i}"))).await,
+                        1 => {
+                            store
+                                .update(&k, None, object("k", &format!("{t}-{i}")))
+                                .await
+                        }
                         _ => store.delete(&k, None).await,
                     };
                     match result {
@@ -609,8 +742,11 @@ async fn concurrent_mixed_writes_replay_to_the_final_state() {
     }
     let list = store.list("/", None, 0, None).await.unwrap();
     assert_eq!(list.revision, head);
-    let listed: Vec<(String, Revision, Bytes)> =
-        list.items.into_iter().map(|kv| (kv.key, kv.mod_revision, kv.value)).collect();
+    let listed: Vec<(String, Revision, Bytes)> = list
+        .items
+        .into_iter()
+        .map(|kv| (kv.key, kv.mod_revision, kv.value))
+        .collect();
     let expected: Vec<(String, Revision, Bytes)> = replayed
         .into_values()
         .map(|kv| (kv.key, kv.mod_revision, kv.value))
@@ -623,7 +759,10 @@ async fn past_lists_stay_consistent_while_writes_race() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     for i in 0..200 {
-        store.create(&key(&format!("k{i:03}")), object("k", "0")).await.unwrap();
+        store
+            .create(&key(&format!("k{i:03}")), object("k", "0"))
+            .await
+            .unwrap();
     }
     let at = store.current_revision();
     let churn: Vec<_> = (0..4)
@@ -635,10 +774,17 @@ async fn past_lists_stay_consistent_while_writes_race() {
                         let k = key(&format!("k{i:03}"));
                         if round % 3 == 2 {
                             let _ = store.delete(&k, None).await;
-                        } else if store.update(&k, None, object("k", &round.to_string())).await.is_err() {
+                        } else if store
+                            .update(&k, None, object("k", &round.to_string()))
+                            .await
+                            .is_err()
+                        {
                             store.create(&k, object("k", "new")).await.unwrap();
                         }
-                        store.create(&key(&format!("n{t}-{round}-{i}")), object("n", "")).await.unwrap();
+                        store
+                            .create(&key(&format!("n{t}-{round}-{i}")), object("n", ""))
+                            .await
+                            .unwrap();
                     }
                 }
             })
@@ -655,7 +801,11 @@ async fn past_lists_stay_consistent_while_writes_race() {
                     .await
                     .unwrap();
                 assert_eq!(page.revision, at);
-                items.extend(page.items.into_iter().map(|kv| (kv.key, kv.mod_revision, kv.value)));
+                items.extend(
+                    page.items
+                        .into_iter()
+                        .map(|kv| (kv.key, kv.mod_revision, kv.value)),
+                );
                 after = items.last().map(|(k, _, _)| k.clone());
                 if !page.more {
                     return items;
@@ -687,14 +837,20 @@ async fn reopen_keeps_data_and_revisions_move_on() {
             .unwrap();
         store.create(&key("a"), object("a", "1")).await.unwrap();
         store.create(&key("b"), object("b", "1")).await.unwrap();
-        store.update(&key("a"), None, object("a", "2")).await.unwrap();
+        store
+            .update(&key("a"), None, object("a", "2"))
+            .await
+            .unwrap();
         store.delete(&key("b"), None).await.unwrap(); // 4
         drop(store); // no close: the writer winds down on its own
     }
     let store = open(dir.path()).await;
     assert_eq!(store.current_revision(), 4);
     let a = store.get(&key("a")).await.unwrap().unwrap();
-    assert_eq!((a.create_revision, a.mod_revision, rv_of(&a)), (1, 3, "3".to_owned()));
+    assert_eq!(
+        (a.create_revision, a.mod_revision, rv_of(&a)),
+        (1, 3, "3".to_owned())
+    );
     assert!(store.get(&key("b")).await.unwrap().is_none());
     let mut stream = store.watch("/registry/", 0).unwrap();
     let revisions: Vec<_> = [
@@ -741,10 +897,22 @@ async fn close_flushes_and_ends_watches() {
     assert_eq!(next_event(&mut stream).await.revision, 1);
     assert!(matches!(stream.next().await, Some(Err(StoreError::Closed))));
     assert!(stream.next().await.is_none());
-    assert!(matches!(store.create(&key("b"), object("b", "")).await, Err(StoreError::Closed)));
-    assert!(matches!(store.get(&key("a")).await, Err(StoreError::Closed)));
-    assert!(matches!(store.list("/", None, 0, None).await, Err(StoreError::Closed)));
-    assert!(matches!(store.watch("/", 0).err(), Some(StoreError::Closed)));
+    assert!(matches!(
+        store.create(&key("b"), object("b", "")).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(
+        store.get(&key("a")).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(
+        store.list("/", None, 0, None).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(
+        store.watch("/", 0).err(),
+        Some(StoreError::Closed)
+    ));
     assert!(matches!(store.compact(0).await, Err(StoreError::Closed)));
     store.close().await; // twice is fine
     let store = open(dir.path()).await;
@@ -759,7 +927,10 @@ async fn database_files_are_private() {
     let store = open(&nested).await;
     store.create(&key("a"), object("a", "")).await.unwrap();
     for name in ["state.db", "state.db-wal", "state.db.lock"] {
-        let mode = std::fs::metadata(nested.join(name)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(nested.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{name}");
     }
     let mode = std::fs::metadata(&nested).unwrap().permissions().mode();
@@ -780,7 +951,10 @@ async fn damaged_rows_give_errors_not_panics() {
     damage("UPDATE log SET value = X'7B6E6F7420' WHERE revision = 1");
     let store = open(dir.path()).await;
     // Unparseable JSON is returned as stored and can still be deleted.
-    assert_eq!(&store.get(&key("a")).await.unwrap().unwrap().value[..], b"{not ");
+    assert_eq!(
+        &store.get(&key("a")).await.unwrap().unwrap().value[..],
+        b"{not "
+    );
     let gone = store.delete(&key("a"), None).await.unwrap();
     assert_eq!(&gone.value[..], b"{not ");
     assert_eq!(gone.mod_revision, 3);
@@ -800,7 +974,11 @@ async fn damaged_rows_give_errors_not_panics() {
     let reopened = SqliteBackend::open(&dir.path().join("state.db"), fast()).await;
     assert!(matches!(reopened, Err(StoreError::Corrupt(..))));
 
-    std::fs::write(dir.path().join("junk.db"), b"this is not a database at all, not even close").unwrap();
+    std::fs::write(
+        dir.path().join("junk.db"),
+        b"this is not a database at all, not even close",
+    )
+    .unwrap();
     let junk = SqliteBackend::open(&dir.path().join("junk.db"), fast()).await;
     assert!(matches!(junk, Err(StoreError::Sqlite(_))));
 }
@@ -810,17 +988,26 @@ async fn compactor_task_compacts_and_stops_when_closed() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path()).await;
     for i in 0..20 {
-        store.create(&key(&format!("k{i}")), object("k", "")).await.unwrap();
+        store
+            .create(&key(&format!("k{i}")), object("k", ""))
+            .await
+            .unwrap();
     }
     let backend: Arc<dyn Backend> = store.clone();
     let task = spawn_compactor(backend, Duration::from_millis(20), 5);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while store.compact_revision() != 15 {
-        assert!(tokio::time::Instant::now() < deadline, "compactor never ran");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "compactor never ran"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     store.close().await;
-    tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 /// Name of `crash_child` as the test harness knows it.
@@ -869,7 +1056,13 @@ fn kill_9_loses_no_acknowledged_write() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([crash_child_name().as_str(), "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            crash_child_name().as_str(),
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("SKIFF_STORE_CRASH_DIR", dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -895,14 +1088,21 @@ fn kill_9_loses_no_acknowledged_write() {
         let max_acked = acked.iter().map(|(r, _)| *r).max().unwrap();
         assert!(store.current_revision() >= max_acked);
         for (revision, key) in &acked {
-            let kv = store.get(key).await.unwrap().expect("acknowledged write survived");
+            let kv = store
+                .get(key)
+                .await
+                .unwrap()
+                .expect("acknowledged write survived");
             assert_eq!(kv.mod_revision, *revision);
         }
         let next = store.create("/after/crash", json!({})).await.unwrap();
         assert!(next.mod_revision > max_acked);
         // The log and the current table agree after recovery.
         let live = store.count("/").await.unwrap();
-        let at_head = store.list("/", None, 0, Some(next.mod_revision - 1)).await.unwrap();
+        let at_head = store
+            .list("/", None, 0, Some(next.mod_revision - 1))
+            .await
+            .unwrap();
         assert_eq!(at_head.items.len() as i64 + 1, live);
     });
 }
@@ -1016,7 +1216,11 @@ mod model {
                             }
                         }
                     }
-                    Op::List { prefix, limit, back } => {
+                    Op::List {
+                        prefix,
+                        limit,
+                        back,
+                    } => {
                         let prefix = ["/", "/g1/", "/g2/k0"][prefix as usize];
                         let at = head - Revision::from(back % 8).min(head);
                         let at_arg = if back % 8 == 0 { None } else { Some(at) };
@@ -1043,7 +1247,10 @@ mod model {
                             assert_eq!(page.revision, at);
                             for kv in &page.items {
                                 let v = json_of(kv)["v"].as_str().unwrap().to_owned();
-                                assert_eq!(json_of(kv)["metadata"]["resourceVersion"], kv.mod_revision.to_string());
+                                assert_eq!(
+                                    json_of(kv)["metadata"]["resourceVersion"],
+                                    kv.mod_revision.to_string()
+                                );
                                 got.push((kv.key.clone(), kv.create_revision, kv.mod_revision, v));
                             }
                             if !page.more {
@@ -1055,7 +1262,10 @@ mod model {
                         assert_eq!(got, expected, "list {prefix} at {at}");
                         assert_eq!(
                             store.count(prefix).await.unwrap(),
-                            history[head as usize].keys().filter(|k| k.starts_with(prefix)).count() as i64
+                            history[head as usize]
+                                .keys()
+                                .filter(|k| k.starts_with(prefix))
+                                .count() as i64
                         );
                     }
                     Op::Compact(keep) => {
@@ -1072,7 +1282,10 @@ mod model {
             // resuming after lag).
             let mut seen = Vec::new();
             while seen.len() < events.len() {
-                match tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap() {
+                match tokio::time::timeout(Duration::from_secs(10), watch.next())
+                    .await
+                    .unwrap()
+                {
                     Some(Ok(e)) => seen.push((e.revision, e.kind, e.kv.key)),
                     Some(Err(StoreError::Compacted { .. })) => {
                         // Allowed only if the watcher really fell behind the ring.
@@ -1084,7 +1297,11 @@ mod model {
             assert_eq!(seen[..], events[..seen.len()]);
             // A watch opened now from the compact revision replays the rest
             // from the log (the ring holds only 5 events).
-            let expected: Vec<_> = events.iter().filter(|(r, _, _)| *r > compacted).cloned().collect();
+            let expected: Vec<_> = events
+                .iter()
+                .filter(|(r, _, _)| *r > compacted)
+                .cloned()
+                .collect();
             let mut late = store.watch("/", compacted).unwrap();
             let mut replayed = Vec::new();
             while replayed.len() < expected.len() {
@@ -1097,7 +1314,10 @@ mod model {
             assert_eq!(store.current_revision(), (history.len() - 1) as Revision);
             let list = store.list("/", None, 0, None).await.unwrap();
             let expected: Vec<&String> = history.last().unwrap().keys().collect();
-            assert_eq!(list.items.iter().map(|kv| &kv.key).collect::<Vec<_>>(), expected);
+            assert_eq!(
+                list.items.iter().map(|kv| &kv.key).collect::<Vec<_>>(),
+                expected
+            );
         });
     }
 

@@ -114,10 +114,13 @@ pub(super) fn watch(
         history,
         done: false,
     };
-    Ok(Box::pin(futures::stream::unfold(state, |mut state| async move {
-        let item = state.next().await?;
-        Some((item, state))
-    })))
+    Ok(Box::pin(futures::stream::unfold(
+        state,
+        |mut state| async move {
+            let item = state.next().await?;
+            Some((item, state))
+        },
+    )))
 }
 
 struct Watcher {
@@ -186,7 +189,9 @@ impl Watcher {
                         Err(err) => return Some(self.fail(err)),
                     }
                 }
-                Err(broadcast::error::RecvError::Closed) => return Some(self.fail(StoreError::Closed)),
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Some(self.fail(StoreError::Closed));
+                }
             }
         }
     }

@@ -24,7 +24,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc as std_mpsc};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -37,11 +36,6 @@ use super::schema::{META_COMPACT, META_MAX_REVISION, set_meta, sql_err};
 use super::{EventKind, KeyValue, Revision, StoreError};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-/// How long the writer waits for the callers of the previous batch to come
-/// back before committing a smaller batch.
-const GATHER_WAIT: Duration = Duration::from_micros(GW);
-pub const GW: u64 = 150;
 
 /// Committed batches the syncer may lag behind before the writer waits.
 const UNSYNCED_BATCHES: usize = 64;
@@ -159,7 +153,10 @@ impl Batch {
 fn remember(map: &mut HashMap<Entry, bool>, change: &Change) {
     // `insert` on an existing key would keep the old key's Arc.
     map.remove(change.kv.key.as_str());
-    map.insert(Entry(Arc::clone(&change.kv)), change.kind != EventKind::Deleted);
+    map.insert(
+        Entry(Arc::clone(&change.kv)),
+        change.kind != EventKind::Deleted,
+    );
 }
 
 /// Starts the writer and its syncer. `wal` is the database's WAL file, to be
@@ -205,18 +202,16 @@ pub(super) fn start(
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // Should this thread ever die unexpectedly, watchers still end.
+        let _close_on_exit = CloseOnDrop(Arc::clone(&self.cache));
         let mut carried: Option<Command> = None;
-        let mut last_batch = 1;
         loop {
             let Some(command) = carried.take().or_else(|| rx.blocking_recv()) else {
                 break;
             };
             match command {
                 Command::Write(op) => {
-                    let t = Instant::now();
-                    (carried, last_batch) = self.write_batch(op, &mut rx, last_batch);
-                    unsafe_stats::record(last_batch);
-                    unsafe_stats::add(0, t.elapsed());
+                    carried = self.write_batch(op, &mut rx);
                 }
                 Command::Compact { target, reply } => match self.compact_to(target) {
                     Ok(revision) => self.hand_over(Committed::Compacted { revision, reply }),
@@ -261,43 +256,34 @@ impl Writer {
         drop(self.lock);
     }
 
-    /// One group commit: applies `first`, then more queued writes as they
-    /// arrive (up to `max_batch`), commits once and hands the batch to the
-    /// syncer.
+    /// One group commit: applies `first` and every write already queued
+    /// (up to `max_batch`) to one transaction, commits it and hands it to the
+    /// syncer. Returns a non-write command that ended the batch.
     ///
-    /// When the previous batch had more writes than are queued now, its
-    /// callers are most likely about to send their next ones: waiting up to
-    /// [`GATHER_WAIT`] for them costs less than one more commit. A lone
-    /// caller (`last_batch == 1`) never waits. Returns a non-write command
-    /// that ended the batch, and the batch size.
-    fn write_batch(
-        &mut self,
-        first: WriteOp,
-        rx: &mut mpsc::Receiver<Command>,
-        last_batch: usize,
-    ) -> (Option<Command>, usize) {
+    /// It never waits for more writes: while the syncer fsyncs, the writes
+    /// arriving meanwhile are committed here and the next fsync covers them
+    /// all, so durability is grouped anyway and no write waits for nothing.
+    fn write_batch(&mut self, first: WriteOp, rx: &mut mpsc::Receiver<Command>) -> Option<Command> {
         if self.failed.load(Ordering::Acquire) {
             let _ = first.reply.send(Err(StoreError::Sqlite(
                 "an earlier fsync failed; reopen the store".to_owned(),
             )));
-            return (None, 1);
+            return None;
         }
         // Forget what the cache already shows.
         let published = self.cache.head();
-        self.unpublished.retain(|entry, _| entry.0.mod_revision > published);
+        self.unpublished
+            .retain(|entry, _| entry.0.mod_revision > published);
 
-        let max_batch = self.max_batch;
-        let want = last_batch.clamp(1, max_batch);
         let cache = Arc::clone(&self.cache);
         let mut batch = Batch {
             head: self.head,
-            overlay: HashMap::with_capacity(want),
-            answers: Vec::with_capacity(want),
-            changes: Vec::with_capacity(want),
+            overlay: HashMap::new(),
+            answers: Vec::new(),
+            changes: Vec::new(),
             fatal: None,
         };
         let mut carried = None;
-        let t_commit;
         match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -305,34 +291,20 @@ impl Writer {
             Err(err) => {
                 batch.answers.push((first.reply, Err(StoreError::Closed)));
                 batch.fatal = Some(sql_err(err));
-                t_commit = Instant::now();
             }
             Ok(tx) => {
                 let known = (&*cache, &self.unpublished);
                 batch.apply(&tx, known, first);
-                let mut deadline: Option<Instant> = None;
-                while batch.answers.len() < max_batch && batch.fatal.is_none() {
+                while batch.answers.len() < self.max_batch && batch.fatal.is_none() {
                     match rx.try_recv() {
                         Ok(Command::Write(op)) => batch.apply(&tx, known, op),
                         Ok(other) => {
                             carried = Some(other);
                             break;
                         }
-                        Err(TryRecvError::Disconnected) => break,
-                        Err(TryRecvError::Empty) => {
-                            if batch.answers.len() >= want {
-                                break;
-                            }
-                            let deadline =
-                                *deadline.get_or_insert_with(|| Instant::now() + GATHER_WAIT);
-                            if Instant::now() >= deadline {
-                                break;
-                            }
-                            std::thread::yield_now();
-                        }
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                     }
                 }
-                t_commit = Instant::now();
                 if batch.fatal.is_none()
                     && let Err(err) = tx.commit()
                 {
@@ -342,15 +314,13 @@ impl Writer {
                 // `tx` dropped here).
             }
         }
-        unsafe_stats::add(1, t_commit.elapsed());
-        let size = batch.answers.len();
         if let Some(err) = batch.fatal {
-            tracing::error!(error = %err, ops = size, "store batch failed, rolled back");
+            tracing::error!(error = %err, ops = batch.answers.len(), "store batch failed, rolled back");
             let message = err.to_string();
             for (reply, _) in batch.answers {
                 let _ = reply.send(Err(StoreError::Sqlite(message.clone())));
             }
-            return (carried, size);
+            return carried;
         }
         self.head = batch.head;
         for change in &batch.changes {
@@ -361,7 +331,7 @@ impl Writer {
             changes: batch.changes,
             answers: batch.answers,
         });
-        (carried, size)
+        carried
     }
 
     /// Drops history at or below `target` that is not the latest value of a
@@ -397,6 +367,14 @@ impl Writer {
         tx.commit().map_err(sql_err)?;
         self.compact = target;
         Ok(target)
+    }
+}
+
+struct CloseOnDrop(Arc<Cache>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -452,14 +430,10 @@ impl Syncer {
                         changes,
                         answers,
                     } => {
-                        let t = Instant::now();
                         self.cache.publish(changes, head);
-                        unsafe_stats::add(2, t.elapsed());
-                        let t = Instant::now();
                         for (reply, answer) in answers {
                             let _ = reply.send(answer);
                         }
-                        unsafe_stats::add(3, t.elapsed());
                     }
                     Committed::Compacted { revision, reply } => {
                         self.cache.set_compact(revision);
@@ -491,7 +465,12 @@ fn apply_one(
         WriteKind::Update(expected, template) => {
             let current = check(&key, current, expected)?;
             let bytes = template.render(revision);
-            (EventKind::Modified, current.create_revision, current.mod_revision, bytes)
+            (
+                EventKind::Modified,
+                current.create_revision,
+                current.mod_revision,
+                bytes,
+            )
         }
         WriteKind::Delete(expected) => {
             let current = check(&key, current, expected)?;
@@ -507,7 +486,12 @@ fn apply_one(
                     current.value.clone()
                 }
             };
-            (EventKind::Deleted, current.create_revision, current.mod_revision, bytes)
+            (
+                EventKind::Deleted,
+                current.create_revision,
+                current.mod_revision,
+                bytes,
+            )
         }
     };
     conn.prepare_cached(
@@ -639,10 +623,10 @@ mod tests {
             .unwrap()
             .entry("metadata")
             .or_insert_with(|| json!({}));
-        metadata
-            .as_object_mut()
-            .unwrap()
-            .insert("resourceVersion".to_owned(), Value::String(revision.to_string()));
+        metadata.as_object_mut().unwrap().insert(
+            "resourceVersion".to_owned(),
+            Value::String(revision.to_string()),
+        );
         serde_json::to_vec(&value).unwrap()
     }
 
@@ -673,14 +657,4 @@ mod tests {
         assert!(Template::new(json!("s")).is_err());
         assert!(Template::new(json!({"metadata": []})).is_err());
     }
-}
-
-pub mod unsafe_stats {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    pub static BATCHES: AtomicU64 = AtomicU64::new(0);
-    pub static OPS: AtomicU64 = AtomicU64::new(0);
-    pub fn record(n: usize) { BATCHES.fetch_add(1, Ordering::Relaxed); OPS.fetch_add(n as u64, Ordering::Relaxed); }
-    pub static NS: [AtomicU64; 4] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
-    pub fn add(i: usize, d: std::time::Duration) { NS[i].fetch_add(d.as_nanos() as u64, Ordering::Relaxed); }
-    pub fn print() { eprintln!("batches {} ops {} total/commit/publish/reply ms {:?}", BATCHES.load(Ordering::Relaxed), OPS.load(Ordering::Relaxed), NS.iter().map(|n| n.load(Ordering::Relaxed) / 1_000_000).collect::<Vec<_>>()); }
 }

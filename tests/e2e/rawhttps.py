@@ -56,6 +56,9 @@ class Raw:
         self.server = server
         ca, crt, key = kubeconfig_credentials(server)
         self.s = requests.Session()
+        # Ignore REQUESTS_CA_BUNDLE / proxies from the environment: with
+        # trust_env, requests lets REQUESTS_CA_BUNDLE override session.verify.
+        self.s.trust_env = False
         self.s.verify = ca if verify else False
         if cert is not None:
             self.s.cert = cert

@@ -400,6 +400,33 @@ def test_strategic_merge_merges_containers_by_name(apps, namespace):
     assert out.metadata.generation == 2
 
 
+def test_server_side_apply_conflicts_and_force(v1, namespace):
+    ct = "application/apply-patch+yaml"
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}}
+    out = v1.patch_namespaced_config_map("ssa", namespace, body, field_manager="alice", _content_type=ct)
+    assert out.data == {"a": "1"}
+    managers = {m.manager: m.operation for m in out.metadata.managed_fields}
+    assert managers.get("alice") == "Apply", managers
+
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "2"}}
+    with pytest.raises(ApiException) as ei:
+        v1.patch_namespaced_config_map("ssa", namespace, other, field_manager="bob", _content_type=ct)
+    assert ei.value.status == 409
+    doc = status_body(ei.value)
+    assert doc["reason"] == "Conflict"
+    assert any(c.get("field") == ".data.a" for c in doc["details"]["causes"]), doc
+
+    out = v1.patch_namespaced_config_map("ssa", namespace, other, field_manager="bob", force=True, _content_type=ct)
+    assert out.data == {"a": "2"}
+    managers = {m.manager for m in out.metadata.managed_fields}
+    assert "bob" in managers
+
+    # Apply without a fieldManager is rejected.
+    with pytest.raises(ApiException) as ei:
+        v1.patch_namespaced_config_map("ssa", namespace, other, _content_type=ct)
+    assert ei.value.status in (400, 422)
+
+
 def test_dry_run_create_does_not_persist(v1, namespace):
     out = v1.create_namespaced_config_map(namespace, cm("dry", {"k": "v"}), dry_run="All")
     assert out.metadata.name == "dry"

@@ -74,7 +74,7 @@ spec:
           spec:
             type: object
             properties:
-              n: {type: integer}
+              count: {type: integer}
 """
 
 OBJECTS = """
@@ -85,7 +85,7 @@ data: {k: a}
 ---
 apiVersion: v1
 kind: ConfigMap
-metadata: {name: cm-b, namespace: persist, labels: {x: y}}
+metadata: {name: cm-b, namespace: persist, labels: {x: "y"}}
 data: {k: b}
 ---
 apiVersion: v1
@@ -98,7 +98,7 @@ GADGET = """
 apiVersion: restart.skiff.test/v1
 kind: Gadget
 metadata: {name: g1, namespace: persist}
-spec: {n: 7}
+spec: {count: 7}
 """
 
 
@@ -162,7 +162,7 @@ def test_restart_keeps_state_certs_and_token(own_server):
     }
     assert after == before
     assert kget(old_kc, "-n", "persist", "secret", "sec")["data"] == secret_data
-    assert kget(old_kc, "-n", "persist", "gadgets.restart.skiff.test", "g1")["spec"] == {"n": 7}
+    assert kget(old_kc, "-n", "persist", "gadgets.restart.skiff.test", "g1")["spec"] == {"count": 7}
     assert [i["metadata"]["name"] for i in kget(old_kc, "-n", "persist", "configmap", "-l", "x=y")["items"]] == ["cm-b"]
 
     # resourceVersions keep increasing after the restart.
@@ -178,9 +178,9 @@ def test_restart_keeps_state_certs_and_token(own_server):
 
     # A list's resourceVersion is at least the newest write, and watching from
     # an old (pre-restart) revision replays what happened after it.
-    lst = kget(old_kc, "-n", "persist", "configmap")
-    assert int(lst["metadata"]["resourceVersion"]) >= int(cm_a["metadata"]["resourceVersion"])
     raw = Raw(s)
+    lst = raw.get("/api/v1/namespaces/persist/configmaps").json()
+    assert int(lst["metadata"]["resourceVersion"]) >= int(cm_a["metadata"]["resourceVersion"])
     r = raw.get(
         "/api/v1/namespaces/persist/configmaps",
         params={"watch": "1", "resourceVersion": str(max_old), "timeoutSeconds": "2"},
@@ -274,6 +274,7 @@ def test_kill_9_loses_no_acknowledged_write(own_server):
         acked_rvs = [int(v) for v in w.acked.values()]
         assert len(set(acked_rvs)) == len(acked_rvs), "two acknowledged creates share a resourceVersion"
         all_acked.update(w.acked)
+        print(f"round {round_no}: {len(w.acked)} creates acknowledged, {acked_before_kill} before the kill")
 
         s.start()
         raw = Raw(s)
