@@ -15,10 +15,11 @@
 //! (`synchronous_full`), but overlaps that fsync with building the next
 //! batch. Also times listing 10,000 objects against a raw `SELECT`.
 //!
-//! Raw and store runs alternate for `SKIFF_BENCH_ROUNDS` rounds (default 3)
-//! of `SKIFF_BENCH_SECS` seconds (default 2) each and the best round of each
-//! is reported, so a burst of load from elsewhere on the machine skews the
-//! ratio less. It prints ratios store/raw; it never asserts on times.
+//! Raw and store runs alternate for `SKIFF_BENCH_ROUNDS` rounds (default 5)
+//! of `SKIFF_BENCH_SECS` seconds (default 1) each. Rates and latency
+//! percentiles are over all rounds; the ratio store/raw is the median of the
+//! ratios of runs from the same round, so load from elsewhere on the machine
+//! that comes and goes skews it less. It never asserts on times.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -202,29 +203,46 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// The round with the highest throughput.
-fn best(rounds: Vec<Measured>) -> Measured {
-    rounds
-        .into_iter()
-        .max_by(|a, b| a.rate().total_cmp(&b.rate()))
-        .expect("at least one round")
+/// All rounds as one measurement.
+fn merged(rounds: &[Measured]) -> Measured {
+    let mut latencies: Vec<Duration> = rounds
+        .iter()
+        .flat_map(|round| round.latencies.iter().copied())
+        .collect();
+    latencies.sort_unstable();
+    Measured {
+        ops: rounds.iter().map(|round| round.ops).sum(),
+        elapsed: rounds.iter().map(|round| round.elapsed).sum(),
+        latencies,
+    }
+}
+
+/// Median over rounds of `store / raw` within each round, in percent.
+fn paired_ratio(store: &[Measured], raw: &[Measured]) -> f64 {
+    let mut ratios: Vec<f64> = store
+        .iter()
+        .zip(raw)
+        .map(|(store, raw)| 100.0 * store.rate() / raw.rate())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn main() {
-    let run_for = Duration::from_secs(env_number("SKIFF_BENCH_SECS", 2));
-    let rounds = env_number("SKIFF_BENCH_ROUNDS", 3).max(1);
+    let run_for = Duration::from_secs(env_number("SKIFF_BENCH_SECS", 1));
+    let rounds = env_number("SKIFF_BENCH_ROUNDS", 5).max(1);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = SqliteOptions::default();
     println!(
-        "store create benchmark: best of {rounds} rounds of {}s, synchronous=FULL, max_batch={}, {} cores",
+        "store create benchmark: {rounds} rounds of {}s, synchronous=FULL, max_batch={}, {} cores",
         run_for.as_secs(),
         opts.max_batch,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
         "{:>7} | {:>24} | {:>24} | {:>26} | {:>9} {:>9}",
-        "", "raw FULL", "raw fdatasync", "store", "store/raw", "store/raw"
+        "", "raw FULL", "raw fdatasync", "store", "store/raw (median)", ""
     );
     println!(
         "{:>7} | {:>8} {:>7} {:>7} | {:>8} {:>7} {:>7} | {:>8} {:>8} {:>8} | {:>9} {:>9}",
@@ -264,9 +282,9 @@ fn main() {
             }));
         }
         let (full, fdatasync, store) = (
-            best(full_rounds),
-            best(fdatasync_rounds),
-            best(store_rounds),
+            merged(&full_rounds),
+            merged(&fdatasync_rounds),
+            merged(&store_rounds),
         );
         println!(
             "{:>7} | {:>8.0} {:>7} {:>7} | {:>8.0} {:>7} {:>7} | {:>8.0} {:>8} {:>8} | {:>8.0}% {:>8.0}%",
@@ -280,8 +298,8 @@ fn main() {
             store.rate(),
             ms(store.percentile(0.50)),
             ms(store.percentile(0.99)),
-            100.0 * store.rate() / full.rate(),
-            100.0 * store.rate() / fdatasync.rate(),
+            paired_ratio(&store_rounds, &full_rounds),
+            paired_ratio(&store_rounds, &fdatasync_rounds),
         );
     }
 

@@ -12,7 +12,11 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "skiff", version, about = "A Kubernetes distribution in one executable")]
+#[command(
+    name = "skiff",
+    version,
+    about = "A Kubernetes distribution in one executable"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -21,7 +25,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the control plane (API server, store, controllers).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run a worker node that joins a server.
     Agent(AgentArgs),
     /// Run kubectl (found on PATH) with the admin kubeconfig.
@@ -35,10 +39,20 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
     /// Config file (YAML, keys are flag names)
-    #[arg(long, short = 'c', env = "SKIFF_CONFIG_FILE", default_value = "/etc/skiff/config.yaml")]
+    #[arg(
+        long,
+        short = 'c',
+        env = "SKIFF_CONFIG_FILE",
+        default_value = "/etc/skiff/config.yaml"
+    )]
     pub config: PathBuf,
     /// Folder to hold state
-    #[arg(long, short = 'd', env = "SKIFF_DATA_DIR", default_value = "/var/lib/skiff")]
+    #[arg(
+        long,
+        short = 'd',
+        env = "SKIFF_DATA_DIR",
+        default_value = "/var/lib/skiff"
+    )]
     pub data_dir: PathBuf,
     /// HTTPS listen port of the API server
     #[arg(long, env = "SKIFF_HTTPS_LISTEN_PORT", default_value_t = 6443)]
@@ -53,7 +67,12 @@ pub struct ServerArgs {
     #[arg(long, env = "SKIFF_TLS_SAN", value_delimiter = ',')]
     pub tls_san: Vec<String>,
     /// Write the admin kubeconfig to this path
-    #[arg(long, short = 'o', env = "SKIFF_WRITE_KUBECONFIG", default_value = "/etc/skiff/skiff.yaml")]
+    #[arg(
+        long,
+        short = 'o',
+        env = "SKIFF_WRITE_KUBECONFIG",
+        default_value = "/etc/skiff/skiff.yaml"
+    )]
     pub write_kubeconfig: PathBuf,
     /// File mode of the admin kubeconfig (octal)
     #[arg(long, env = "SKIFF_WRITE_KUBECONFIG_MODE", default_value = "0600")]
@@ -102,7 +121,12 @@ pub struct AgentArgs {
     #[arg(long, short = 't', env = "SKIFF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Folder to hold state
-    #[arg(long, short = 'd', env = "SKIFF_DATA_DIR", default_value = "/var/lib/skiff")]
+    #[arg(
+        long,
+        short = 'd',
+        env = "SKIFF_DATA_DIR",
+        default_value = "/var/lib/skiff"
+    )]
     pub data_dir: PathBuf,
 }
 
@@ -112,7 +136,10 @@ fn config_file_args(path: &Path, explicit: bool) -> Result<Vec<(String, Vec<Stri
     if path.exists() {
         files.push(path.to_path_buf());
     } else if explicit {
-        return Err(format!("config file {} does not exist (flag --config)", path.display()));
+        return Err(format!(
+            "config file {} does not exist (flag --config)",
+            path.display()
+        ));
     }
     let dropins = PathBuf::from(format!("{}.d", path.display()));
     if let Ok(rd) = std::fs::read_dir(&dropins) {
@@ -125,14 +152,18 @@ fn config_file_args(path: &Path, explicit: bool) -> Result<Vec<(String, Vec<Stri
     }
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| format!("reading {}: {e}", f.display()))?;
+        let text =
+            std::fs::read_to_string(&f).map_err(|e| format!("reading {}: {e}", f.display()))?;
         if text.trim().is_empty() {
             continue;
         }
         let v: serde_yaml_ng::Value =
             serde_yaml_ng::from_str(&text).map_err(|e| format!("parsing {}: {e}", f.display()))?;
         let Some(map) = v.as_mapping() else {
-            return Err(format!("{}: expected a mapping of flag names to values", f.display()));
+            return Err(format!(
+                "{}: expected a mapping of flag names to values",
+                f.display()
+            ));
         };
         for (k, v) in map {
             let Some(key) = k.as_str() else {
@@ -143,7 +174,9 @@ fn config_file_args(path: &Path, explicit: bool) -> Result<Vec<(String, Vec<Stri
                 None => (key, false),
             };
             let vals: Vec<String> = match v {
-                serde_yaml_ng::Value::Sequence(s) => s.iter().map(scalar).collect::<Result<_, _>>()?,
+                serde_yaml_ng::Value::Sequence(s) => {
+                    s.iter().map(scalar).collect::<Result<_, _>>()?
+                }
                 other => vec![scalar(other)?],
             };
             match out.iter_mut().find(|(k, _)| k == key) {
@@ -176,8 +209,14 @@ pub fn parse_from(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
     let Some(("server", sub)) = matches.subcommand() else {
         return Cli::from_arg_matches(&matches);
     };
-    let explicit = matches!(sub.value_source("config"), Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable));
-    let path: PathBuf = sub.get_one::<PathBuf>("config").cloned().unwrap_or_default();
+    let explicit = matches!(
+        sub.value_source("config"),
+        Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)
+    );
+    let path: PathBuf = sub
+        .get_one::<PathBuf>("config")
+        .cloned()
+        .unwrap_or_default();
     let file_args = config_file_args(&path, explicit)
         .map_err(|e| clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{e}\n")))?;
     if file_args.is_empty() {
@@ -197,10 +236,16 @@ pub fn parse_from(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
     let mut extra: Vec<OsString> = Vec::new();
     for (key, vals) in file_args {
         let Some((id, long, is_flag)) = known.iter().find(|(_, l, _)| *l == key) else {
-            eprintln!("skiff: warning: unknown key {key:?} in config file {}", path.display());
+            eprintln!(
+                "skiff: warning: unknown key {key:?} in config file {}",
+                path.display()
+            );
             continue;
         };
-        if matches!(sub.value_source(id), Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)) {
+        if matches!(
+            sub.value_source(id),
+            Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)
+        ) {
             continue;
         }
         if *is_flag {
@@ -213,7 +258,11 @@ pub fn parse_from(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
             }
         }
     }
-    let pos = argv.iter().position(|a| a == "server").map(|p| p + 1).unwrap_or(argv.len());
+    let pos = argv
+        .iter()
+        .position(|a| a == "server")
+        .map(|p| p + 1)
+        .unwrap_or(argv.len());
     let mut merged = argv[..pos].to_vec();
     merged.extend(extra);
     merged.extend_from_slice(&argv[pos..]);
@@ -228,7 +277,7 @@ mod tests {
     fn server(args: &[&str]) -> ServerArgs {
         let argv: Vec<OsString> = args.iter().map(OsString::from).collect();
         match parse_from(argv).unwrap().command {
-            Command::Server(s) => s,
+            Command::Server(s) => *s,
             _ => panic!("not server"),
         }
     }
@@ -239,7 +288,11 @@ mod tests {
         let cfg = dir.path().join("config.yaml");
         std::fs::write(&cfg, "https-listen-port: 7443\ntls-san:\n  - a.example\n  - 10.0.0.9\ndisable-agent: true\nwrite-kubeconfig-mode: \"0644\"\n").unwrap();
         std::fs::create_dir(dir.path().join("config.yaml.d")).unwrap();
-        std::fs::write(dir.path().join("config.yaml.d/10-x.yaml"), "bind-address: 127.0.0.1\n").unwrap();
+        std::fs::write(
+            dir.path().join("config.yaml.d/10-x.yaml"),
+            "bind-address: 127.0.0.1\n",
+        )
+        .unwrap();
         let c = cfg.to_str().unwrap();
         let s = server(&["skiff", "server", "--config", c]);
         assert_eq!(s.https_listen_port, 7443);
@@ -247,13 +300,23 @@ mod tests {
         assert!(s.disable_agent);
         assert_eq!(s.bind_address, "127.0.0.1");
         assert_eq!(s.write_kubeconfig_mode, "0644");
-        let s = server(&["skiff", "server", "--config", c, "--https-listen-port", "9443"]);
+        let s = server(&[
+            "skiff",
+            "server",
+            "--config",
+            c,
+            "--https-listen-port",
+            "9443",
+        ]);
         assert_eq!(s.https_listen_port, 9443);
     }
 
     #[test]
     fn missing_explicit_config_is_an_error() {
-        let argv: Vec<OsString> = ["skiff", "server", "--config", "/nonexistent/x.yaml"].iter().map(OsString::from).collect();
+        let argv: Vec<OsString> = ["skiff", "server", "--config", "/nonexistent/x.yaml"]
+            .iter()
+            .map(OsString::from)
+            .collect();
         let e = parse_from(argv).unwrap_err().to_string();
         assert!(e.contains("--config"), "{e}");
     }

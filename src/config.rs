@@ -37,7 +37,11 @@ pub struct ServerConfig {
 pub struct ConfigError(pub String);
 
 fn cidr(flag: &str, s: &str) -> Result<(Ipv4Addr, u8), ConfigError> {
-    let bad = || ConfigError(format!("invalid value {s:?} for --{flag}: expected an IPv4 CIDR such as 10.43.0.0/16"));
+    let bad = || {
+        ConfigError(format!(
+            "invalid value {s:?} for --{flag}: expected an IPv4 CIDR such as 10.43.0.0/16"
+        ))
+    };
     let (ip, len) = s.split_once('/').ok_or_else(bad)?;
     let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
     let len: u8 = len.parse().map_err(|_| bad())?;
@@ -50,14 +54,12 @@ fn cidr(flag: &str, s: &str) -> Result<(Ipv4Addr, u8), ConfigError> {
 /// The first non-loopback IPv4 address of this machine, or 127.0.0.1.
 pub fn default_node_ip() -> IpAddr {
     // a UDP "connect" picks the outgoing interface without sending anything
-    if let Ok(sock) = std::net::UdpSocket::bind("0.0.0.0:0") {
-        if sock.connect("10.255.255.255:1").is_ok() {
-            if let Ok(addr) = sock.local_addr() {
-                if !addr.ip().is_unspecified() {
-                    return addr.ip();
-                }
-            }
-        }
+    if let Ok(sock) = std::net::UdpSocket::bind("0.0.0.0:0")
+        && sock.connect("10.255.255.255:1").is_ok()
+        && let Ok(addr) = sock.local_addr()
+        && !addr.ip().is_unspecified()
+    {
+        return addr.ip();
     }
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
@@ -73,21 +75,35 @@ pub fn hostname() -> String {
 impl ServerConfig {
     pub fn from_args(a: &ServerArgs) -> Result<Self, ConfigError> {
         let bind_address: IpAddr = a.bind_address.parse().map_err(|_| {
-            ConfigError(format!("invalid value {:?} for --bind-address: expected an IP address such as 0.0.0.0", a.bind_address))
+            ConfigError(format!(
+                "invalid value {:?} for --bind-address: expected an IP address such as 0.0.0.0",
+                a.bind_address
+            ))
         })?;
         let node_ip = match &a.node_ip {
-            Some(s) => s.parse().map_err(|_| ConfigError(format!("invalid value {s:?} for --node-ip: expected an IP address")))?,
+            Some(s) => s.parse().map_err(|_| {
+                ConfigError(format!(
+                    "invalid value {s:?} for --node-ip: expected an IP address"
+                ))
+            })?,
             None => default_node_ip(),
         };
         let advertise_address = match &a.advertise_address {
-            Some(s) => s.parse().map_err(|_| ConfigError(format!("invalid value {s:?} for --advertise-address: expected an IP address")))?,
+            Some(s) => s.parse().map_err(|_| {
+                ConfigError(format!(
+                    "invalid value {s:?} for --advertise-address: expected an IP address"
+                ))
+            })?,
             None => node_ip,
         };
         let mode = u32::from_str_radix(a.write_kubeconfig_mode.trim_start_matches("0o"), 8).map_err(|_| {
             ConfigError(format!("invalid value {:?} for --write-kubeconfig-mode: expected an octal file mode such as 0600 or 644", a.write_kubeconfig_mode))
         })?;
         if mode > 0o777 {
-            return Err(ConfigError(format!("invalid value {:?} for --write-kubeconfig-mode: mode must be at most 0777", a.write_kubeconfig_mode)));
+            return Err(ConfigError(format!(
+                "invalid value {:?} for --write-kubeconfig-mode: mode must be at most 0777",
+                a.write_kubeconfig_mode
+            )));
         }
         cidr("cluster-cidr", &a.cluster_cidr)?;
         let (svc_net, _) = cidr("service-cidr", &a.service_cidr)?;
@@ -96,10 +112,15 @@ impl ServerConfig {
             ConfigError(format!("invalid value {:?} for --cluster-dns: expected an IPv4 address inside --service-cidr", a.cluster_dns))
         })?;
         if a.log_format != "text" && a.log_format != "json" {
-            return Err(ConfigError(format!("invalid value {:?} for --log-format: use text or json", a.log_format)));
+            return Err(ConfigError(format!(
+                "invalid value {:?} for --log-format: use text or json",
+                a.log_format
+            )));
         }
         if a.store_compact_keep < 100 {
-            return Err(ConfigError("invalid value for --store-compact-keep: keep at least 100 revisions".into()));
+            return Err(ConfigError(
+                "invalid value for --store-compact-keep: keep at least 100 revisions".into(),
+            ));
         }
         Ok(ServerConfig {
             data_dir: a.data_dir.clone(),

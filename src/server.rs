@@ -20,7 +20,11 @@ pub enum ServerError {
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
     #[error("{what} {path}: {source}")]
-    Io { what: &'static str, path: String, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Api(#[from] apiserver::error::ApiError),
     #[error("{0}")]
@@ -32,7 +36,11 @@ fn mkdir_private(path: &Path) -> Result<(), ServerError> {
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(|source| ServerError::Io { what: "creating directory", path: path.display().to_string(), source })
+        .map_err(|source| ServerError::Io {
+            what: "creating directory",
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
@@ -57,14 +65,18 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     let token = match &cfg.token {
         Some(t) => {
             let parsed = pki::parse_token(t)?;
-            if let Some(h) = &parsed.ca_hash {
-                if *h != pki::ca_hash(pki.server_ca_pem()) {
-                    return Err(ServerError::Config(
+            if let Some(h) = &parsed.ca_hash
+                && *h != pki::ca_hash(pki.server_ca_pem())
+            {
+                return Err(ServerError::Config(
                         "the --token CA hash does not match this server's CA; pass only the secret part or the token printed by this server".into(),
                     ));
-                }
             }
-            let full = format!("K10{}::server:{}", pki::ca_hash(pki.server_ca_pem()), parsed.password);
+            let full = format!(
+                "K10{}::server:{}",
+                pki::ca_hash(pki.server_ca_pem()),
+                parsed.password
+            );
             write_token(&token_path, &full)?;
             full
         }
@@ -84,8 +96,18 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         },
     );
     controllers::load_crds(&app).await?;
-    controllers::bootstrap(&app, &cfg.service_ip.to_string(), &cfg.advertise_address.to_string(), cfg.port).await?;
-    let compactor = store::spawn_compactor(store_dyn.clone(), Duration::from_secs(cfg.compact_interval_secs), cfg.compact_keep);
+    controllers::bootstrap(
+        &app,
+        &cfg.service_ip.to_string(),
+        &cfg.advertise_address.to_string(),
+        cfg.port,
+    )
+    .await?;
+    let compactor = store::spawn_compactor(
+        store_dyn.clone(),
+        Duration::from_secs(cfg.compact_interval_secs),
+        cfg.compact_keep,
+    );
     let tasks = vec![
         tokio::spawn(controllers::run_crds(app.clone())),
         tokio::spawn(controllers::run_namespaces(app.clone())),
@@ -95,7 +117,11 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     let addr = SocketAddr::new(cfg.bind_address, cfg.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| ServerError::Io { what: "listening on", path: addr.to_string(), source })?;
+        .map_err(|source| ServerError::Io {
+            what: "listening on",
+            path: addr.to_string(),
+            source,
+        })?;
     let tls = pki.rustls_server_config()?;
     let local_url = format!("https://127.0.0.1:{}", cfg.port);
     pki::write_kubeconfig(
@@ -107,12 +133,22 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         pki.admin().key_pem(),
         "default",
     )?;
-    tracing::info!("skiff server listening on https://{addr}; admin kubeconfig at {}", cfg.kubeconfig_path.display());
+    tracing::info!(
+        "skiff server listening on https://{addr}; admin kubeconfig at {}",
+        cfg.kubeconfig_path.display()
+    );
     if !cfg.disable_agent {
-        tracing::warn!("the embedded agent is not available yet; running the control plane only (use --disable-agent to silence this)");
+        tracing::warn!(
+            "the embedded agent is not available yet; running the control plane only (use --disable-agent to silence this)"
+        );
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(apiserver::serve_tls(listener, tls, apiserver::router(app.clone()), stop_rx));
+    let server = tokio::spawn(apiserver::serve_tls(
+        listener,
+        tls,
+        apiserver::router(app.clone()),
+        stop_rx,
+    ));
     wait_for_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -134,11 +170,19 @@ fn write_token(path: &Path, token: &str) -> Result<(), ServerError> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|source| ServerError::Io { what: "writing", path: tmp.display().to_string(), source })?;
+        .map_err(|source| ServerError::Io {
+            what: "writing",
+            path: tmp.display().to_string(),
+            source,
+        })?;
     f.write_all(format!("{token}\n").as_bytes())
         .and_then(|_| f.sync_all())
         .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|source| ServerError::Io { what: "writing", path: path.display().to_string(), source })
+        .map_err(|source| ServerError::Io {
+            what: "writing",
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 async fn wait_for_signal() {

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Client, Config};
@@ -28,7 +31,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start() -> Server {
@@ -38,7 +45,14 @@ fn start() -> Server {
     std::fs::write(&cfg, "").unwrap();
     let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1"])
+        .args([
+            "server",
+            "--disable-agent",
+            "--bind-address",
+            "127.0.0.1",
+            "--advertise-address",
+            "127.0.0.1",
+        ])
         .arg("--config")
         .arg(&cfg)
         .arg("--data-dir")
@@ -54,7 +68,10 @@ fn start() -> Server {
     let s = Server { child, dir };
     let deadline = Instant::now() + Duration::from_secs(30);
     while !s.kubeconfig().exists() {
-        assert!(Instant::now() < deadline, "server did not write its kubeconfig");
+        assert!(
+            Instant::now() < deadline,
+            "server did not write its kubeconfig"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     s
@@ -67,7 +84,9 @@ impl Server {
 
     async fn client(&self) -> Client {
         let kc = Kubeconfig::read_from(self.kubeconfig()).unwrap();
-        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .unwrap();
         let client = Client::try_from(config).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -87,7 +106,10 @@ impl Server {
 
 fn cm(name: &str) -> ConfigMap {
     ConfigMap {
-        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
         data: Some([("k".to_string(), "v".to_string())].into()),
         ..Default::default()
     }
@@ -105,35 +127,72 @@ async fn kube_rs_round_trips() {
     let server = start();
     let client = server.client().await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace { metadata: ObjectMeta { name: Some("kube-rs".into()), ..Default::default() }, ..Default::default() };
-    namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some("kube-rs".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
 
     // CRUD
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-rs");
     let created = cms.create(&PostParams::default(), &cm("a")).await.unwrap();
     let rv_a = created.metadata.resource_version.clone().unwrap();
-    assert_eq!(status_code(&cms.create(&PostParams::default(), &cm("a")).await.unwrap_err()), 409);
+    assert_eq!(
+        status_code(
+            &cms.create(&PostParams::default(), &cm("a"))
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
     let got = cms.get("a").await.unwrap();
     assert_eq!(got.data.unwrap()["k"], "v");
     assert_eq!(status_code(&cms.get("missing").await.unwrap_err()), 404);
-    assert_eq!(status_code(&cms.create(&PostParams::default(), &cm("Bad_Name")).await.unwrap_err()), 422);
+    assert_eq!(
+        status_code(
+            &cms.create(&PostParams::default(), &cm("Bad_Name"))
+                .await
+                .unwrap_err()
+        ),
+        422
+    );
 
     // stale update → 409
     let mut fresh = cms.get("a").await.unwrap();
     fresh.data = Some([("k".to_string(), "v2".to_string())].into());
-    cms.replace("a", &PostParams::default(), &fresh).await.unwrap();
+    cms.replace("a", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
     let mut stale = created.clone();
     stale.data = Some([("k".to_string(), "v3".to_string())].into());
-    assert_eq!(status_code(&cms.replace("a", &PostParams::default(), &stale).await.unwrap_err()), 409);
+    assert_eq!(
+        status_code(
+            &cms.replace("a", &PostParams::default(), &stale)
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
 
     // patch
     let p = serde_json::json!({"data": {"extra": "1"}});
-    let patched = cms.patch("a", &PatchParams::default(), &Patch::Merge(&p)).await.unwrap();
+    let patched = cms
+        .patch("a", &PatchParams::default(), &Patch::Merge(&p))
+        .await
+        .unwrap();
     assert_eq!(patched.data.unwrap()["extra"], "1");
 
     // pagination
     for i in 0..25 {
-        cms.create(&PostParams::default(), &cm(&format!("page-{i:02}"))).await.unwrap();
+        cms.create(&PostParams::default(), &cm(&format!("page-{i:02}")))
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut lp = ListParams::default().limit(10);
@@ -151,12 +210,18 @@ async fn kube_rs_round_trips() {
     // watch from a resourceVersion: sees the changes after it, in order
     let stream_cms = cms.clone();
     let watch = tokio::spawn(async move {
-        let mut s = stream_cms.watch(&WatchParams::default().timeout(10), &rv_a).await.unwrap().boxed();
+        let mut s = stream_cms
+            .watch(&WatchParams::default().timeout(10), &rv_a)
+            .await
+            .unwrap()
+            .boxed();
         let mut events = Vec::new();
         while let Some(ev) = s.next().await {
             match ev.unwrap() {
                 WatchEvent::Added(o) => events.push(format!("ADDED {}", o.metadata.name.unwrap())),
-                WatchEvent::Modified(o) => events.push(format!("MODIFIED {}", o.metadata.name.unwrap())),
+                WatchEvent::Modified(o) => {
+                    events.push(format!("MODIFIED {}", o.metadata.name.unwrap()))
+                }
                 WatchEvent::Deleted(o) => {
                     let name = o.metadata.name.unwrap();
                     let done = name == "watched";
@@ -170,12 +235,27 @@ async fn kube_rs_round_trips() {
         }
         events
     });
-    cms.create(&PostParams::default(), &cm("watched")).await.unwrap();
-    cms.delete("watched", &DeleteParams::default()).await.unwrap();
-    let events = tokio::time::timeout(Duration::from_secs(15), watch).await.unwrap().unwrap();
-    assert_eq!(events.first().map(String::as_str), Some("MODIFIED a"), "{events:?}");
+    cms.create(&PostParams::default(), &cm("watched"))
+        .await
+        .unwrap();
+    cms.delete("watched", &DeleteParams::default())
+        .await
+        .unwrap();
+    let events = tokio::time::timeout(Duration::from_secs(15), watch)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("MODIFIED a"),
+        "{events:?}"
+    );
     assert!(events.contains(&"ADDED watched".to_string()), "{events:?}");
-    assert_eq!(events.last().map(String::as_str), Some("DELETED watched"), "{events:?}");
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("DELETED watched"),
+        "{events:?}"
+    );
 
     // CRD + dynamic custom objects
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -202,8 +282,27 @@ async fn kube_rs_round_trips() {
         b.data = serde_json::json!({"spec": {"size": "big"}});
         b
     };
-    assert_eq!(status_code(&widgets.create(&PostParams::default(), &bad).await.unwrap_err()), 422);
-    assert_eq!(widgets.list(&ListParams::default()).await.unwrap().items.len(), 1);
-    widgets.delete("w1", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        status_code(
+            &widgets
+                .create(&PostParams::default(), &bad)
+                .await
+                .unwrap_err()
+        ),
+        422
+    );
+    assert_eq!(
+        widgets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    widgets
+        .delete("w1", &DeleteParams::default())
+        .await
+        .unwrap();
     assert_eq!(status_code(&widgets.get("w1").await.unwrap_err()), 404);
 }

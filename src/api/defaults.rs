@@ -237,7 +237,10 @@ fn default_toleration_seconds(spec: &mut Obj) {
     let Some(tols) = spec.get_mut("tolerations").and_then(Value::as_array_mut) else {
         return;
     };
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         if !tolerates(tols, key) {
             tols.push(json!({
                 "key": key,
@@ -846,7 +849,10 @@ fn default_namespace(ns: &mut Obj) {
     if !name.is_empty()
         && let Some(labels) =
             child_or_default(ns, "metadata").and_then(|m| child_or_default(m, "labels"))
-        && labels.get("kubernetes.io/metadata.name").and_then(Value::as_str) != Some(&name)
+        && labels
+            .get("kubernetes.io/metadata.name")
+            .and_then(Value::as_str)
+            != Some(&name)
     {
         labels.insert("kubernetes.io/metadata.name".into(), json!(name));
         sort_map(labels);
@@ -954,7 +960,13 @@ fn default_limit_range(lr: &mut Obj) {
         return;
     };
     for item in each_item(spec, "limits") {
-        for key in ["max", "min", "default", "defaultRequest", "maxLimitRequestRatio"] {
+        for key in [
+            "max",
+            "min",
+            "default",
+            "defaultRequest",
+            "maxLimitRequestRatio",
+        ] {
             canonicalize_resource_list(item.get_mut(key));
         }
         if str_of(item, "type") != Some("Container") {
@@ -1197,7 +1209,10 @@ mod tests {
                    "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3})
         );
         assert_eq!(c["resources"]["limits"]["cpu"], "500m");
-        assert_eq!(c["resources"]["requests"], json!({"cpu": "500m", "memory": "128Mi"}));
+        assert_eq!(
+            c["resources"]["requests"],
+            json!({"cpu": "500m", "memory": "128Mi"})
+        );
         assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
         assert_eq!(spec["volumes"][0]["emptyDir"], json!({}));
         assert_eq!(spec["volumes"][1]["configMap"]["defaultMode"], 420);
@@ -1209,7 +1224,10 @@ mod tests {
                 {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
             ])
         );
-        assert_eq!(pod["status"], json!({"phase": "Pending", "qosClass": "Guaranteed"}));
+        assert_eq!(
+            pod["status"],
+            json!({"phase": "Pending", "qosClass": "Guaranteed"})
+        );
     }
 
     #[test]
@@ -1261,7 +1279,10 @@ mod tests {
                 "Pod",
                 json!({"spec": {"containers": [], "tolerations": tols}}),
             );
-            assert_eq!(pod["spec"]["tolerations"].as_array().map(Vec::len), Some(want));
+            assert_eq!(
+                pod["spec"]["tolerations"].as_array().map(Vec::len),
+                Some(want)
+            );
         }
     }
 
@@ -1269,8 +1290,14 @@ mod tests {
     fn priority_class_resolution() {
         let cases = [
             (json!({}), Some(0)),
-            (json!({"priorityClassName": "system-node-critical"}), Some(2_000_001_000)),
-            (json!({"priorityClassName": "system-cluster-critical"}), Some(2_000_000_000)),
+            (
+                json!({"priorityClassName": "system-node-critical"}),
+                Some(2_000_001_000),
+            ),
+            (
+                json!({"priorityClassName": "system-cluster-critical"}),
+                Some(2_000_000_000),
+            ),
             (json!({"priorityClassName": "custom"}), None),
         ];
         for (spec, want) in cases {
@@ -1321,7 +1348,11 @@ mod tests {
         assert!(tspec.get("tolerations").is_none());
         assert_eq!(tspec["containers"][0]["imagePullPolicy"], "IfNotPresent");
 
-        let recreate = defaulted("apps", "Deployment", json!({"spec": {"strategy": {"type": "Recreate"}}}));
+        let recreate = defaulted(
+            "apps",
+            "Deployment",
+            json!({"spec": {"strategy": {"type": "Recreate"}}}),
+        );
         assert_eq!(recreate["spec"]["strategy"], json!({"type": "Recreate"}));
 
         let sts = defaulted(
@@ -1343,7 +1374,10 @@ mod tests {
         assert_eq!(vct["kind"], "PersistentVolumeClaim");
         assert_eq!(vct["spec"]["volumeMode"], "Filesystem");
         assert_eq!(vct["status"]["phase"], "Pending");
-        let keys: Vec<&String> = vct.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+        let keys: Vec<&String> = vct
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
         assert_eq!(keys[..2], ["apiVersion", "kind"]);
 
         let ds = defaulted("apps", "DaemonSet", json!({"spec": {}}));
@@ -1436,7 +1470,10 @@ mod tests {
         let spec = &svc["spec"];
         assert_eq!(spec["type"], "ClusterIP");
         assert_eq!(spec["sessionAffinity"], "None");
-        assert_eq!(spec["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+        assert_eq!(
+            spec["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
         assert_eq!(spec["ports"][1]["targetPort"], "dns");
         assert_eq!(spec["internalTrafficPolicy"], "Cluster");
         assert!(spec.get("externalTrafficPolicy").is_none());
@@ -1444,7 +1481,11 @@ mod tests {
         assert_eq!(spec["ipFamilies"], json!(["IPv4"]));
         assert_eq!(svc["status"], json!({"loadBalancer": {}}));
 
-        let lb = defaulted("", "Service", json!({"spec": {"type": "LoadBalancer", "ports": []}}));
+        let lb = defaulted(
+            "",
+            "Service",
+            json!({"spec": {"type": "LoadBalancer", "ports": []}}),
+        );
         assert_eq!(lb["spec"]["externalTrafficPolicy"], "Cluster");
         assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
 
@@ -1452,11 +1493,19 @@ mod tests {
         assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
         assert_eq!(headless["spec"]["ipFamilyPolicy"], "RequireDualStack");
 
-        let ext = defaulted("", "Service", json!({"spec": {"type": "ExternalName", "externalName": "x.y"}}));
+        let ext = defaulted(
+            "",
+            "Service",
+            json!({"spec": {"type": "ExternalName", "externalName": "x.y"}}),
+        );
         assert!(ext["spec"].get("ipFamilies").is_none());
         assert!(ext["spec"].get("internalTrafficPolicy").is_none());
 
-        let affinity = defaulted("", "Service", json!({"spec": {"sessionAffinity": "ClientIP"}}));
+        let affinity = defaulted(
+            "",
+            "Service",
+            json!({"spec": {"sessionAffinity": "ClientIP"}}),
+        );
         assert_eq!(
             affinity["spec"]["sessionAffinityConfig"],
             json!({"clientIP": {"timeoutSeconds": 10800}})
@@ -1465,7 +1514,11 @@ mod tests {
 
     #[test]
     fn namespace_defaults() {
-        let ns = defaulted("", "Namespace", json!({"metadata": {"name": "team", "labels": {"z": "1"}}}));
+        let ns = defaulted(
+            "",
+            "Namespace",
+            json!({"metadata": {"name": "team", "labels": {"z": "1"}}}),
+        );
         assert_eq!(
             ns["metadata"]["labels"],
             json!({"kubernetes.io/metadata.name": "team", "z": "1"})
@@ -1488,16 +1541,29 @@ mod tests {
             json!({"data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "hello", "c": "hi!"}}),
         );
         assert_eq!(s["type"], "Opaque");
-        assert_eq!(s["data"], json!({"a": "eA==", "b": "aGVsbG8=", "c": "aGkh"}));
+        assert_eq!(
+            s["data"],
+            json!({"a": "eA==", "b": "aGVsbG8=", "c": "aGkh"})
+        );
         assert!(s.get("stringData").is_none());
-        for (input, want) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg==")] {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+        ] {
             assert_eq!(base64_encode(input.as_bytes()), want);
         }
     }
 
     #[test]
     fn storage_defaults() {
-        let pv = defaulted("", "PersistentVolume", json!({"spec": {"capacity": {"storage": "1024Mi"}}}));
+        let pv = defaulted(
+            "",
+            "PersistentVolume",
+            json!({"spec": {"capacity": {"storage": "1024Mi"}}}),
+        );
         assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
         assert_eq!(pv["spec"]["volumeMode"], "Filesystem");
         assert_eq!(pv["spec"]["capacity"]["storage"], "1Gi");
@@ -1505,7 +1571,11 @@ mod tests {
         let pvc = defaulted("", "PersistentVolumeClaim", json!({"spec": {}}));
         assert_eq!(pvc["spec"]["volumeMode"], "Filesystem");
         assert_eq!(pvc["status"]["phase"], "Pending");
-        let sc = defaulted("storage.k8s.io", "StorageClass", json!({"provisioner": "x"}));
+        let sc = defaulted(
+            "storage.k8s.io",
+            "StorageClass",
+            json!({"provisioner": "x"}),
+        );
         assert_eq!(sc["reclaimPolicy"], "Delete");
         assert_eq!(sc["volumeBindingMode"], "Immediate");
     }
@@ -1522,8 +1592,15 @@ mod tests {
         let np2 = defaulted("networking.k8s.io", "NetworkPolicy", json!({"spec": {}}));
         assert_eq!(np2["spec"]["policyTypes"], json!(["Ingress"]));
 
-        let slice = defaulted("discovery.k8s.io", "EndpointSlice", json!({"ports": [{"port": 80}]}));
-        assert_eq!(slice["ports"][0], json!({"port": 80, "name": "", "protocol": "TCP"}));
+        let slice = defaulted(
+            "discovery.k8s.io",
+            "EndpointSlice",
+            json!({"ports": [{"port": 80}]}),
+        );
+        assert_eq!(
+            slice["ports"][0],
+            json!({"port": 80, "name": "", "protocol": "TCP"})
+        );
 
         let pc = defaulted("scheduling.k8s.io", "PriorityClass", json!({"value": 5}));
         assert_eq!(pc["preemptionPolicy"], "PreemptLowerPriority");
@@ -1546,8 +1623,15 @@ mod tests {
         assert_eq!(crd["spec"]["names"]["listKind"], "WidgetList");
         assert_eq!(crd["spec"]["conversion"], json!({"strategy": "None"}));
 
-        let node = defaulted("", "Node", json!({"status": {"capacity": {"cpu": "4", "memory": "8Gi"}}}));
-        assert_eq!(node["status"]["allocatable"], json!({"cpu": "4", "memory": "8Gi"}));
+        let node = defaulted(
+            "",
+            "Node",
+            json!({"status": {"capacity": {"cpu": "4", "memory": "8Gi"}}}),
+        );
+        assert_eq!(
+            node["status"]["allocatable"],
+            json!({"cpu": "4", "memory": "8Gi"})
+        );
 
         let lr = defaulted(
             "",
@@ -1566,7 +1650,10 @@ mod tests {
             json!({"apiVersion": "autoscaling/v2", "spec": {"maxReplicas": 3}}),
         );
         assert_eq!(hpa["spec"]["minReplicas"], 1);
-        assert_eq!(hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80);
+        assert_eq!(
+            hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            80
+        );
         let hpa1 = defaulted(
             "autoscaling",
             "HorizontalPodAutoscaler",

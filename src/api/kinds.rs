@@ -230,7 +230,14 @@ fn builtins() -> Vec<Builtin> {
         b("v1", "Endpoints", "endpoints", true, &["ep"], false),
         b("v1", "ConfigMap", "configmaps", true, &["cm"], false),
         b("v1", "Secret", "secrets", true, &[], false),
-        b("v1", "ServiceAccount", "serviceaccounts", true, &["sa"], false),
+        b(
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            true,
+            &["sa"],
+            false,
+        ),
         b("v1", "Node", "nodes", false, &["no"], true),
         b("v1", "Event", "events", true, &["ev"], false),
         b(
@@ -250,7 +257,14 @@ fn builtins() -> Vec<Builtin> {
             true,
         ),
         b("v1", "LimitRange", "limitranges", true, &["limits"], false),
-        b("v1", "ResourceQuota", "resourcequotas", true, &["quota"], true),
+        b(
+            "v1",
+            "ResourceQuota",
+            "resourcequotas",
+            true,
+            &["quota"],
+            true,
+        ),
         all(scaled(b(
             "v1",
             "ReplicationController",
@@ -449,7 +463,11 @@ fn builtin_resources() -> Vec<Resource> {
     let mut out = Vec::new();
     for x in builtins() {
         let (group, version) = split_api_version(x.gv);
-        let storage_version = if group == "autoscaling" { "v2" } else { version };
+        let storage_version = if group == "autoscaling" {
+            "v2"
+        } else {
+            version
+        };
         out.push(Resource {
             group: group.to_string(),
             version: version.to_string(),
@@ -589,7 +607,7 @@ impl Kinds {
                 .unwrap_or(GROUP_ORDER.len())
         };
         for (g, mut vs) in groups {
-            vs.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            vs.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
             out.push((g, vs));
         }
         out.sort_by(|a, b| rank(&a.0).cmp(&rank(&b.0)).then(a.0.cmp(&b.0)));
@@ -665,9 +683,15 @@ mod tests {
         let k = Kinds::with_builtins();
         let d = k.get("apps", "v1", "deployments").unwrap();
         assert_eq!(d.kind, "Deployment");
-        assert_eq!(d.key(Some("ns1"), "web"), "/registry/apps/deployments/ns1/web");
+        assert_eq!(
+            d.key(Some("ns1"), "web"),
+            "/registry/apps/deployments/ns1/web"
+        );
         let n = k.get("", "v1", "namespaces").unwrap();
-        assert_eq!(n.key(Some("x"), "kube-system"), "/registry/core/namespaces/kube-system");
+        assert_eq!(
+            n.key(Some("x"), "kube-system"),
+            "/registry/core/namespaces/kube-system"
+        );
         assert!(k.by_kind("", "v1", "Pod").is_some());
     }
 

@@ -64,7 +64,11 @@ pub fn parse_quantity(s: &str) -> Option<Quantity> {
     if digits.len() > 30 {
         return None;
     }
-    let mantissa: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    let mantissa: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
     let frac_len = frac_part.len() as u32;
     // multiplier as (numerator, format) where value = mantissa * num / 10^frac_len
     let (mult_num, dec_exp, format): (i128, i32, Format) = match suffix {
@@ -85,7 +89,9 @@ pub fn parse_quantity(s: &str) -> Option<Quantity> {
         "Pi" => (1 << 50, 0, Format::BinarySI),
         "Ei" => (1 << 60, 0, Format::BinarySI),
         other => {
-            let rest = other.strip_prefix('e').or_else(|| other.strip_prefix('E'))?;
+            let rest = other
+                .strip_prefix('e')
+                .or_else(|| other.strip_prefix('E'))?;
             let e: i32 = rest.parse().ok()?;
             if !(-30..=30).contains(&e) || rest.starts_with('+') && rest.len() == 1 {
                 return None;
@@ -207,13 +213,19 @@ mod tests {
             ("1n", "1n"),
             ("1.1n", "2n"),
         ] {
-            assert_eq!(parse_quantity(input).map(|q| q.canonical()).as_deref(), Some(want), "{input}");
+            assert_eq!(
+                parse_quantity(input).map(|q| q.canonical()).as_deref(),
+                Some(want),
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "abc", "1.2.3", "1Q", "Gi", ".", "1 Gi", "--1", "1e", "1e999"] {
+        for bad in [
+            "", "abc", "1.2.3", "1Q", "Gi", ".", "1 Gi", "--1", "1e", "1e999",
+        ] {
             assert!(parse_quantity(bad).is_none(), "{bad}");
         }
     }

@@ -48,7 +48,10 @@ enum Tok {
 }
 
 fn is_ident_char(c: u8) -> bool {
-    !matches!(c, b' ' | b'\t' | b',' | b'(' | b')' | b'=' | b'!' | b'<' | b'>')
+    !matches!(
+        c,
+        b' ' | b'\t' | b',' | b'(' | b')' | b'=' | b'!' | b'<' | b'>'
+    )
 }
 
 impl Lexer<'_> {
@@ -126,17 +129,21 @@ fn valid_key(k: &str) -> Result<(), String> {
         Some((p, n)) => (Some(p), n),
         None => (None, k),
     };
-    if let Some(p) = prefix {
-        if p.is_empty() || p.len() > 253 {
-            return Err(format!("invalid label key \"{k}\": prefix part must be non-empty"));
-        }
+    if let Some(p) = prefix
+        && (p.is_empty() || p.len() > 253)
+    {
+        return Err(format!(
+            "invalid label key \"{k}\": prefix part must be non-empty"
+        ));
     }
     if name.is_empty() || name.len() > 63 {
         return Err(format!(
             "invalid label key \"{k}\": name part must be non-empty and no more than 63 characters"
         ));
     }
-    let ok = name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    let ok = name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
     if !ok {
@@ -152,7 +159,8 @@ fn valid_value(v: &str) -> Result<(), String> {
         return Ok(());
     }
     let ok = v.len() <= 63
-        && v.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && v.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && v.as_bytes()[0].is_ascii_alphanumeric()
         && v.as_bytes()[v.len() - 1].is_ascii_alphanumeric();
     if ok {
@@ -181,7 +189,11 @@ impl LabelSelector {
                         valid_key(&k)?;
                         Requirement::NotExists(k)
                     }
-                    t => return Err(format!("unable to parse requirement: found '{t:?}', expected: identifier after '!'")),
+                    t => {
+                        return Err(format!(
+                            "unable to parse requirement: found '{t:?}', expected: identifier after '!'"
+                        ));
+                    }
                 },
                 Tok::Ident(k) => {
                     valid_key(&k)?;
@@ -201,16 +213,29 @@ impl LabelSelector {
                             let gt = lx.next() == Tok::Gt;
                             let v = value_tok(&mut lx)?;
                             let n: i64 = v.parse().map_err(|_| {
-                                format!("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer")
+                                "unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer".to_string()
                             })?;
-                            if gt { Requirement::Gt(k, n) } else { Requirement::Lt(k, n) }
+                            if gt {
+                                Requirement::Gt(k, n)
+                            } else {
+                                Requirement::Lt(k, n)
+                            }
                         }
                         Tok::In | Tok::NotIn => {
                             let is_in = lx.next() == Tok::In;
                             let vals = set_tok(&mut lx)?;
-                            if is_in { Requirement::In(k, vals) } else { Requirement::NotIn(k, vals) }
+                            if is_in {
+                                Requirement::In(k, vals)
+                            } else {
+                                Requirement::NotIn(k, vals)
+                            }
                         }
-                        t => return Err(format!("found '{}', expected: '=', '!=', '==', 'in', notin'", tok_text(&t))),
+                        t => {
+                            return Err(format!(
+                                "found '{}', expected: '=', '!=', '==', 'in', notin'",
+                                tok_text(&t)
+                            ));
+                        }
                     }
                 }
                 t => {
@@ -224,7 +249,12 @@ impl LabelSelector {
             match lx.next() {
                 Tok::End => break,
                 Tok::Comma => continue,
-                t => return Err(format!("found '{}', expected: ',' or 'end of string'", tok_text(&t))),
+                t => {
+                    return Err(format!(
+                        "found '{}', expected: ',' or 'end of string'",
+                        tok_text(&t)
+                    ));
+                }
             }
         }
         Ok(LabelSelector { requirements: reqs })
@@ -235,24 +265,40 @@ impl LabelSelector {
         let mut reqs = Vec::new();
         if let Some(m) = v.get("matchLabels").and_then(Value::as_object) {
             for (k, val) in m {
-                reqs.push(Requirement::Eq(k.clone(), val.as_str().unwrap_or_default().to_string()));
+                reqs.push(Requirement::Eq(
+                    k.clone(),
+                    val.as_str().unwrap_or_default().to_string(),
+                ));
             }
         }
         if let Some(exprs) = v.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+                let key = e
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                let op = e.get("operator").and_then(Value::as_str).unwrap_or_default();
+                let op = e
+                    .get("operator")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 reqs.push(match op {
                     "In" => Requirement::In(key, values),
                     "NotIn" => Requirement::NotIn(key, values),
                     "Exists" => Requirement::Exists(key),
                     "DoesNotExist" => Requirement::NotExists(key),
-                    other => return Err(format!("{other:?} is not a valid label selector operator")),
+                    other => {
+                        return Err(format!("{other:?} is not a valid label selector operator"));
+                    }
                 });
             }
         }
@@ -272,8 +318,12 @@ impl LabelSelector {
             Requirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
             Requirement::Exists(k) => get(k).is_some(),
             Requirement::NotExists(k) => get(k).is_none(),
-            Requirement::Gt(k, n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > *n),
-            Requirement::Lt(k, n) => get(k).and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x < *n),
+            Requirement::Gt(k, n) => get(k)
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x > *n),
+            Requirement::Lt(k, n) => get(k)
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x < *n),
         })
     }
 
@@ -324,7 +374,12 @@ fn set_tok(lx: &mut Lexer) -> Result<Vec<String>, String> {
                 vals.push(v);
             }
             Tok::Close if vals.is_empty() => return Ok(vals),
-            t => return Err(format!("found '{}', expected: ',', ')' or identifier", tok_text(&t))),
+            t => {
+                return Err(format!(
+                    "found '{}', expected: ',', ')' or identifier",
+                    tok_text(&t)
+                ));
+            }
         }
         match lx.next() {
             Tok::Comma => continue,
@@ -362,7 +417,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, v, false)
             } else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                ));
             };
             let field = field.trim().to_string();
             if !supported_field(group, kind, &field) {
@@ -477,7 +534,9 @@ fn kind_fields(group: &str, kind: &str) -> &'static [&'static str] {
 }
 
 pub fn supported_field(group: &str, kind: &str, field: &str) -> bool {
-    field == "metadata.name" || field == "metadata.namespace" || kind_fields(group, kind).contains(&field)
+    field == "metadata.name"
+        || field == "metadata.namespace"
+        || kind_fields(group, kind).contains(&field)
 }
 
 /// The string value of a selectable field (empty when absent), like upstream's
@@ -543,7 +602,17 @@ mod tests {
 
     #[test]
     fn label_selector_errors() {
-        for bad in ["app=", "=x", "app in web", "a b", "app=we b", "x,", "-a=b", "a=-b", "n>x"] {
+        for bad in [
+            "app=",
+            "=x",
+            "app in web",
+            "a b",
+            "app=we b",
+            "x,",
+            "-a=b",
+            "a=-b",
+            "n>x",
+        ] {
             if bad == "app=" {
                 assert!(LabelSelector::parse(bad).is_ok());
                 continue;
@@ -564,7 +633,11 @@ mod tests {
             "field label not supported: spec.foo"
         );
         let ev = json!({"involvedObject": {"name": "p", "kind": "Pod"}});
-        assert!(FieldSelector::parse("involvedObject.name=p,involvedObject.kind=Pod", "", "Event").unwrap().matches(&ev));
+        assert!(
+            FieldSelector::parse("involvedObject.name=p,involvedObject.kind=Pod", "", "Event")
+                .unwrap()
+                .matches(&ev)
+        );
     }
 
     #[test]

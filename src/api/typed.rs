@@ -6,8 +6,8 @@
 //!
 //! Invariant: pure; no I/O; never panics on any JSON.
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Result of checking one object against its built-in type.
@@ -41,7 +41,12 @@ macro_rules! dispatch {
 
 /// Decode as the built-in type. `None` when the kind has no typed model
 /// (custom resources, review kinds).
-fn typed_roundtrip(group: &str, version: &str, kind: &str, obj: &Value) -> Option<Result<Value, String>> {
+fn typed_roundtrip(
+    group: &str,
+    version: &str,
+    kind: &str,
+    obj: &Value,
+) -> Option<Result<Value, String>> {
     use k8s_openapi::api::*;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
     dispatch!(group, version, kind, obj, {
@@ -115,20 +120,20 @@ fn normalize(v: &mut Value, depth: usize) {
     match v {
         Value::Object(m) => {
             for (k, child) in m.iter_mut() {
-                if QUANTITY_MAPS.contains(&k.as_str()) {
-                    if let Value::Object(q) = child {
-                        for qv in q.values_mut() {
-                            if let Value::Number(n) = qv {
-                                *qv = Value::String(n.to_string());
-                            }
+                if QUANTITY_MAPS.contains(&k.as_str())
+                    && let Value::Object(q) = child
+                {
+                    for qv in q.values_mut() {
+                        if let Value::Number(n) = qv {
+                            *qv = Value::String(n.to_string());
                         }
                     }
                 }
-                if QUANTITY_FIELDS.contains(&k.as_str()) {
-                    if let Value::Number(n) = child {
-                        *child = Value::String(n.to_string());
-                        continue;
-                    }
+                if QUANTITY_FIELDS.contains(&k.as_str())
+                    && let Value::Number(n) = child
+                {
+                    *child = Value::String(n.to_string());
+                    continue;
                 }
                 normalize(child, depth + 1);
             }
@@ -144,7 +149,12 @@ fn normalize(v: &mut Value, depth: usize) {
 
 /// Check `obj` against its built-in type. `Ok(None)` when there is no typed
 /// model; `Err(message)` when a field has the wrong type.
-pub fn check(group: &str, version: &str, kind: &str, obj: &Value) -> Result<Option<TypedCheck>, String> {
+pub fn check(
+    group: &str,
+    version: &str,
+    kind: &str,
+    obj: &Value,
+) -> Result<Option<TypedCheck>, String> {
     let Some(result) = typed_roundtrip(group, version, kind, obj) else {
         return Ok(None);
     };
@@ -256,11 +266,18 @@ mod tests {
             "spec": {"replicas": 1, "foo": 1, "selector": {"matchLabels": {"a": "b"}},
                      "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i", "bogus": true}]}}}});
         let c = check("apps", "v1", "Deployment", &d).unwrap().unwrap();
-        assert_eq!(c.unknown, vec!["spec.foo", "spec.template.spec.containers[0].bogus"]);
+        assert_eq!(
+            c.unknown,
+            vec!["spec.foo", "spec.template.spec.containers[0].bogus"]
+        );
         let mut d2 = d.clone();
         prune(&mut d2, &c.unknown);
         assert!(d2["spec"].get("foo").is_none());
-        assert!(d2["spec"]["template"]["spec"]["containers"][0].get("bogus").is_none());
+        assert!(
+            d2["spec"]["template"]["spec"]["containers"][0]
+                .get("bogus")
+                .is_none()
+        );
     }
 
     #[test]
@@ -274,7 +291,10 @@ mod tests {
     fn numeric_quantities_become_strings() {
         let mut p = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": 1, "memory": "1Gi"}}}]}});
         normalize_quantities(&mut p);
-        assert_eq!(p["spec"]["containers"][0]["resources"]["limits"]["cpu"], json!("1"));
+        assert_eq!(
+            p["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+            json!("1")
+        );
     }
 
     #[test]

@@ -63,7 +63,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/cacerts", "/ping"];
 
-pub async fn middleware(State(app): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+pub async fn middleware(
+    State(app): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let in_process = req.extensions().get::<InProcess>().map(|x| x.0.clone());
     let from_cert = req
         .extensions()
@@ -73,7 +77,10 @@ pub async fn middleware(State(app): State<Arc<AppState>>, mut req: Request, next
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(|t| t.trim().to_string());
     req.extensions_mut().remove::<Identity>();
     let identity = if let Some(id) = in_process {
@@ -96,7 +103,9 @@ pub async fn middleware(State(app): State<Arc<AppState>>, mut req: Request, next
         }
         None => {
             let path = req.uri().path();
-            let public = PUBLIC_PATHS.iter().any(|p| path == *p || path.starts_with(&format!("{p}/")));
+            let public = PUBLIC_PATHS
+                .iter()
+                .any(|p| path == *p || path.starts_with(&format!("{p}/")));
             if public {
                 next.run(req).await
             } else {

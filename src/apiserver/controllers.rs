@@ -25,10 +25,20 @@ const CRD_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 // ------------------------------------------------------------------ bootstrap
 
 /// Create the namespaces and the `kubernetes` Service a cluster starts with.
-pub async fn bootstrap(app: &Arc<AppState>, service_ip: &str, advertise_ip: &str, port: u16) -> ApiResult<()> {
+pub async fn bootstrap(
+    app: &Arc<AppState>,
+    service_ip: &str,
+    advertise_ip: &str,
+    port: u16,
+) -> ApiResult<()> {
     let kinds = &app.registry.kinds;
-    let ns_res = kinds.get("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
-    let opts = WriteOptions { field_manager: "skiff-apiserver".into(), ..Default::default() };
+    let ns_res = kinds
+        .get("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("no namespaces"))?;
+    let opts = WriteOptions {
+        field_manager: "skiff-apiserver".into(),
+        ..Default::default()
+    };
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         match app.registry.create(&ns_res, None, obj, &opts).await {
@@ -37,25 +47,35 @@ pub async fn bootstrap(app: &Arc<AppState>, service_ip: &str, advertise_ip: &str
             Err(e) => return Err(e),
         }
     }
-    let svc_res = kinds.get("", "v1", "services").ok_or_else(|| ApiError::internal("no services"))?;
+    let svc_res = kinds
+        .get("", "v1", "services")
+        .ok_or_else(|| ApiError::internal("no services"))?;
     let svc = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": service_ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}], "sessionAffinity": "None"},
     });
-    match app.registry.create(&svc_res, Some("default"), svc, &opts).await {
+    match app
+        .registry
+        .create(&svc_res, Some("default"), svc, &opts)
+        .await
+    {
         Ok(_) => {}
         Err(e) if e.code == 409 => {}
         Err(e) => return Err(e),
     }
-    let ep_res = kinds.get("", "v1", "endpoints").ok_or_else(|| ApiError::internal("no endpoints"))?;
+    let ep_res = kinds
+        .get("", "v1", "endpoints")
+        .ok_or_else(|| ApiError::internal("no endpoints"))?;
     let ep = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": advertise_ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
     });
     upsert(app, &ep_res, Some("default"), "kubernetes", ep, &opts).await?;
-    let eps_res = kinds.get("discovery.k8s.io", "v1", "endpointslices").ok_or_else(|| ApiError::internal("no endpointslices"))?;
+    let eps_res = kinds
+        .get("discovery.k8s.io", "v1", "endpointslices")
+        .ok_or_else(|| ApiError::internal("no endpointslices"))?;
     let eps = json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "skiff-apiserver"}},
@@ -68,7 +88,14 @@ pub async fn bootstrap(app: &Arc<AppState>, service_ip: &str, advertise_ip: &str
 }
 
 /// Create, or replace when the content differs.
-async fn upsert(app: &Arc<AppState>, res: &Resource, ns: Option<&str>, name: &str, obj: Value, opts: &WriteOptions) -> ApiResult<()> {
+async fn upsert(
+    app: &Arc<AppState>,
+    res: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    obj: Value,
+    opts: &WriteOptions,
+) -> ApiResult<()> {
     match app.registry.get(res, ns, name).await {
         Ok(mut current) => {
             let mut next = obj;
@@ -76,7 +103,10 @@ async fn upsert(app: &Arc<AppState>, res: &Resource, ns: Option<&str>, name: &st
                 next["metadata"]["resourceVersion"] = rv;
             }
             current["metadata"] = next["metadata"].clone();
-            app.registry.update(res, ns, name, next, Part::Main, opts).await.map(|_| ())
+            app.registry
+                .update(res, ns, name, next, Part::Main, opts)
+                .await
+                .map(|_| ())
         }
         Err(e) if e.code == 404 => app.registry.create(res, ns, obj, opts).await.map(|_| ()),
         Err(e) => Err(e),
@@ -88,11 +118,27 @@ async fn upsert(app: &Arc<AppState>, res: &Resource, ns: Option<&str>, name: &st
 /// The resources a CRD serves (one per served version).
 pub fn crd_resources(crd: &Value) -> Vec<Resource> {
     let spec = crd.get("spec").cloned().unwrap_or(json!({}));
-    let group = spec.get("group").and_then(Value::as_str).unwrap_or_default().to_string();
+    let group = spec
+        .get("group")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let names = spec.get("names").cloned().unwrap_or(json!({}));
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let list = |v: &Value, k: &str| -> Vec<String> {
-        v.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+        v.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let plural = s(&names, "plural");
     let kind = s(&names, "kind");
@@ -101,7 +147,11 @@ pub fn crd_resources(crd: &Value) -> Vec<Resource> {
         x => x,
     };
     let namespaced = spec.get("scope").and_then(Value::as_str) != Some("Cluster");
-    let versions = spec.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let versions = spec
+        .get("versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let storage_version = versions
         .iter()
         .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
@@ -118,7 +168,10 @@ pub fn crd_resources(crd: &Value) -> Vec<Resource> {
             let scale = subs.get("scale").map(|sc| ScalePaths {
                 spec_replicas: s(sc, "specReplicasPath"),
                 status_replicas: s(sc, "statusReplicasPath"),
-                label_selector: sc.get("labelSelectorPath").and_then(Value::as_str).map(String::from),
+                label_selector: sc
+                    .get("labelSelectorPath")
+                    .and_then(Value::as_str)
+                    .map(String::from),
             });
             Resource {
                 group: group.clone(),
@@ -148,24 +201,33 @@ pub fn established_status(crd: &Value, now: &str) -> Value {
     let storage: Vec<Value> = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)
-        .map(|vs| vs.iter().filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true)).filter_map(|v| v.get("name").cloned()).collect())
+        .map(|vs| {
+            vs.iter()
+                .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                .filter_map(|v| v.get("name").cloned())
+                .collect()
+        })
         .unwrap_or_default();
-    let mut stored: Vec<Value> = crd.pointer("/status/storedVersions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut stored: Vec<Value> = crd
+        .pointer("/status/storedVersions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for v in storage {
         if !stored.contains(&v) {
             stored.push(v);
         }
     }
     let mut accepted = names.clone();
-    if accepted.get("singular").is_none() {
-        if let Some(k) = names.get("kind").and_then(Value::as_str) {
-            accepted["singular"] = json!(k.to_lowercase());
-        }
+    if accepted.get("singular").is_none()
+        && let Some(k) = names.get("kind").and_then(Value::as_str)
+    {
+        accepted["singular"] = json!(k.to_lowercase());
     }
-    if accepted.get("listKind").is_none() {
-        if let Some(k) = names.get("kind").and_then(Value::as_str) {
-            accepted["listKind"] = json!(format!("{k}List"));
-        }
+    if accepted.get("listKind").is_none()
+        && let Some(k) = names.get("kind").and_then(Value::as_str)
+    {
+        accepted["listKind"] = json!(format!("{k}List"));
     }
     json!({
         "conditions": [
@@ -178,7 +240,10 @@ pub fn established_status(crd: &Value, now: &str) -> Value {
 }
 
 fn crd_name(crd: &Value) -> String {
-    crd.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string()
+    crd.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Register every stored CRD, then keep the kinds table in sync and clean up
@@ -195,10 +260,15 @@ pub async fn run_crds(app: Arc<AppState>) {
 /// Load CRDs synchronously (before serving).
 pub async fn load_crds(app: &Arc<AppState>) -> ApiResult<i64> {
     let res = crd_resource(app)?;
-    let listed = app.registry.list(&res, None, &ListOptions::default()).await?;
+    let listed = app
+        .registry
+        .list(&res, None, &ListOptions::default())
+        .await?;
     for kv in &listed.items {
         let crd = app.registry.decode(&res, kv)?;
-        app.registry.kinds.set_crd(&crd_name(&crd), crd_resources(&crd));
+        app.registry
+            .kinds
+            .set_crd(&crd_name(&crd), crd_resources(&crd));
     }
     Ok(listed.revision)
 }
@@ -214,7 +284,10 @@ async fn crd_loop(app: &Arc<AppState>) -> ApiResult<()> {
     let res = crd_resource(app)?;
     let rev = load_crds(app).await?;
     // CRDs that were being deleted when we stopped
-    let listed = app.registry.list(&res, None, &ListOptions::default()).await?;
+    let listed = app
+        .registry
+        .list(&res, None, &ListOptions::default())
+        .await?;
     for kv in &listed.items {
         let crd = app.registry.decode(&res, kv)?;
         reconcile_crd(app, &res, &crd).await;
@@ -226,7 +299,9 @@ async fn crd_loop(app: &Arc<AppState>) -> ApiResult<()> {
         match ev.kind {
             EventKind::Deleted => app.registry.kinds.set_crd(&crd_name(&crd), Vec::new()),
             _ => {
-                app.registry.kinds.set_crd(&crd_name(&crd), crd_resources(&crd));
+                app.registry
+                    .kinds
+                    .set_crd(&crd_name(&crd), crd_resources(&crd));
                 reconcile_crd(app, &res, &crd).await;
             }
         }
@@ -237,26 +312,42 @@ async fn crd_loop(app: &Arc<AppState>) -> ApiResult<()> {
 async fn reconcile_crd(app: &Arc<AppState>, res: &Arc<Resource>, crd: &Value) {
     let name = crd_name(crd);
     let deleting = crd.pointer("/metadata/deletionTimestamp").is_some();
-    let has_finalizer = super::registry::finalizers(crd).iter().any(|f| f == CRD_FINALIZER);
+    let has_finalizer = super::registry::finalizers(crd)
+        .iter()
+        .any(|f| f == CRD_FINALIZER);
     if !deleting || !has_finalizer {
         return;
     }
     // delete every custom resource, then release the CRD
     let served = crd_resources(crd);
-    if let Some(r) = served.iter().find(|r| r.version == r.storage_version).or(served.first()) {
+    if let Some(r) = served
+        .iter()
+        .find(|r| r.version == r.storage_version)
+        .or(served.first())
+    {
         let r = Arc::new(r.clone());
         if let Ok(listed) = app.registry.store.list(&r.prefix(), None, 0, None).await {
             for kv in listed.items {
-                let _ = app.registry.store.delete(&kv.key, Some(kv.mod_revision)).await;
+                let _ = app
+                    .registry
+                    .store
+                    .delete(&kv.key, Some(kv.mod_revision))
+                    .await;
             }
         }
     }
-    let _ = mutate(app, res, None, &name, |obj| remove_finalizer(obj, CRD_FINALIZER)).await;
+    let _ = mutate(app, res, None, &name, |obj| {
+        remove_finalizer(obj, CRD_FINALIZER)
+    })
+    .await;
     app.registry.kinds.set_crd(&name, Vec::new());
 }
 
 fn remove_finalizer(obj: &mut Value, f: &str) -> bool {
-    let Some(list) = obj.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) else {
+    let Some(list) = obj
+        .pointer_mut("/metadata/finalizers")
+        .and_then(Value::as_array_mut)
+    else {
         return false;
     };
     let before = list.len();
@@ -273,7 +364,11 @@ pub async fn mutate(
     name: &str,
     mut f: impl FnMut(&mut Value) -> bool,
 ) -> ApiResult<()> {
-    let opts = WriteOptions { field_manager: "skiff-controller".into(), field_validation: super::registry::FieldValidation::Ignore, ..Default::default() };
+    let opts = WriteOptions {
+        field_manager: "skiff-controller".into(),
+        field_validation: super::registry::FieldValidation::Ignore,
+        ..Default::default()
+    };
     for _ in 0..8 {
         let mut obj = match app.registry.get(res, ns, name).await {
             Ok(o) => o,
@@ -283,14 +378,23 @@ pub async fn mutate(
         if !f(&mut obj) {
             return Ok(());
         }
-        match app.registry.update(res, ns, name, obj, Part::Main, &opts).await {
+        match app
+            .registry
+            .update(res, ns, name, obj, Part::Main, &opts)
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(e) if e.code == 409 => continue,
             Err(e) if e.code == 404 => return Ok(()),
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::conflict(&res.group, &res.plural, name, "too many concurrent updates"))
+    Err(ApiError::conflict(
+        &res.group,
+        &res.plural,
+        name,
+        "too many concurrent updates",
+    ))
 }
 
 // ------------------------------------------------------------ namespaces
@@ -306,8 +410,15 @@ pub async fn run_namespaces(app: Arc<AppState>) {
 }
 
 async fn namespace_pass(app: &Arc<AppState>) -> ApiResult<()> {
-    let ns_res = app.registry.kinds.get("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
-    let listed = app.registry.list(&ns_res, None, &ListOptions::default()).await?;
+    let ns_res = app
+        .registry
+        .kinds
+        .get("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("no namespaces"))?;
+    let listed = app
+        .registry
+        .list(&ns_res, None, &ListOptions::default())
+        .await?;
     for kv in listed.items {
         let ns = app.registry.decode(&ns_res, &kv)?;
         if ns.pointer("/metadata/deletionTimestamp").is_none() {
@@ -318,10 +429,17 @@ async fn namespace_pass(app: &Arc<AppState>) -> ApiResult<()> {
         if remaining > 0 {
             continue;
         }
-        let spec_fins: Vec<Value> = ns.pointer("/spec/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let spec_fins: Vec<Value> = ns
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if spec_fins.iter().any(|f| f == "kubernetes") {
             mutate(app, &ns_res, None, &name, |obj| {
-                if let Some(a) = obj.pointer_mut("/spec/finalizers").and_then(Value::as_array_mut) {
+                if let Some(a) = obj
+                    .pointer_mut("/spec/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
                     a.retain(|f| f != "kubernetes");
                     true
                 } else {
@@ -335,7 +453,10 @@ async fn namespace_pass(app: &Arc<AppState>) -> ApiResult<()> {
             Err(e) if e.code == 404 => continue,
             Err(e) => return Err(e),
         };
-        let spec_empty = fresh.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+        let spec_empty = fresh
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty());
         if spec_empty && super::registry::finalizers(&fresh).is_empty() {
             app.registry.remove_namespace(&name).await?;
         }
@@ -350,7 +471,11 @@ async fn delete_namespace_content(app: &Arc<AppState>, ns: &str) -> ApiResult<us
         if !res.namespaced {
             continue;
         }
-        let listed = app.registry.store.list(&res.list_prefix(Some(ns)), None, 0, None).await?;
+        let listed = app
+            .registry
+            .store
+            .list(&res.list_prefix(Some(ns)), None, 0, None)
+            .await?;
         for kv in listed.items {
             remaining += 1;
             let obj = match app.registry.decode(&res, &kv) {
@@ -361,7 +486,10 @@ async fn delete_namespace_content(app: &Arc<AppState>, ns: &str) -> ApiResult<us
                 continue;
             }
             let name = crd_name(&obj);
-            let opts = DeleteOptions { propagation: Some(Propagation::Background), ..Default::default() };
+            let opts = DeleteOptions {
+                propagation: Some(Propagation::Background),
+                ..Default::default()
+            };
             match app.registry.delete(&res, Some(ns), &name, &opts).await {
                 Ok(d) if d.gone => remaining -= 1,
                 Ok(_) => {}
@@ -404,9 +532,18 @@ pub struct GcGraph {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum GcAction {
-    Delete { uid: String, propagation: Propagation },
-    RemoveOwnerRef { dependent: String, owner: String },
-    RemoveFinalizer { uid: String, finalizer: &'static str },
+    Delete {
+        uid: String,
+        propagation: Propagation,
+    },
+    RemoveOwnerRef {
+        dependent: String,
+        owner: String,
+    },
+    RemoveFinalizer {
+        uid: String,
+        finalizer: &'static str,
+    },
 }
 
 impl GcGraph {
@@ -421,7 +558,10 @@ impl GcGraph {
             }
         }
         for o in &node.owners {
-            self.dependents.entry(o.uid.clone()).or_default().insert(uid.clone());
+            self.dependents
+                .entry(o.uid.clone())
+                .or_default()
+                .insert(uid.clone());
             touched.push(o.uid.clone());
         }
         self.absent.remove(&uid);
@@ -434,7 +574,9 @@ impl GcGraph {
     }
 
     pub fn remove_key(&mut self, key: &str) -> Vec<String> {
-        let Some(uid) = self.by_key.remove(key) else { return Vec::new() };
+        let Some(uid) = self.by_key.remove(key) else {
+            return Vec::new();
+        };
         let mut touched = Vec::new();
         if let Some(node) = self.nodes.remove(&uid) {
             for o in &node.owners {
@@ -450,7 +592,14 @@ impl GcGraph {
     }
 
     fn deps(&self, uid: &str) -> Vec<String> {
-        let mut v: Vec<String> = self.dependents.get(uid).into_iter().flatten().filter(|d| self.nodes.contains_key(*d)).cloned().collect();
+        let mut v: Vec<String> = self
+            .dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter(|d| self.nodes.contains_key(*d))
+            .cloned()
+            .collect();
         v.sort();
         v
     }
@@ -463,9 +612,15 @@ impl GcGraph {
         };
         if node.deleting && node.finalizers.iter().any(|f| f == "orphan") {
             for d in self.deps(uid) {
-                out.push(GcAction::RemoveOwnerRef { dependent: d, owner: uid.to_string() });
+                out.push(GcAction::RemoveOwnerRef {
+                    dependent: d,
+                    owner: uid.to_string(),
+                });
             }
-            out.push(GcAction::RemoveFinalizer { uid: uid.to_string(), finalizer: "orphan" });
+            out.push(GcAction::RemoveFinalizer {
+                uid: uid.to_string(),
+                finalizer: "orphan",
+            });
             return out;
         }
         if node.deleting && node.finalizers.iter().any(|f| f == "foregroundDeletion") {
@@ -473,31 +628,54 @@ impl GcGraph {
             let blocking: Vec<&String> = deps
                 .iter()
                 .filter(|d| {
-                    self.nodes.get(*d).is_some_and(|n| n.owners.iter().any(|o| o.uid == uid && o.block))
+                    self.nodes
+                        .get(*d)
+                        .is_some_and(|n| n.owners.iter().any(|o| o.uid == uid && o.block))
                 })
                 .collect();
             for d in &deps {
                 if self.nodes.get(d).is_some_and(|n| !n.deleting) {
-                    out.push(GcAction::Delete { uid: d.clone(), propagation: Propagation::Foreground });
+                    out.push(GcAction::Delete {
+                        uid: d.clone(),
+                        propagation: Propagation::Foreground,
+                    });
                 }
             }
             if blocking.is_empty() {
-                out.push(GcAction::RemoveFinalizer { uid: uid.to_string(), finalizer: "foregroundDeletion" });
+                out.push(GcAction::RemoveFinalizer {
+                    uid: uid.to_string(),
+                    finalizer: "foregroundDeletion",
+                });
             }
             return out;
         }
         if !node.owners.is_empty() && !node.deleting {
-            let gone: Vec<&OwnerRef> = node.owners.iter().filter(|o| !self.nodes.contains_key(&o.uid)).collect();
+            let gone: Vec<&OwnerRef> = node
+                .owners
+                .iter()
+                .filter(|o| !self.nodes.contains_key(&o.uid))
+                .collect();
             let owner_deleting_fg = node.owners.iter().any(|o| {
-                self.nodes.get(&o.uid).is_some_and(|n| n.deleting && n.finalizers.iter().any(|f| f == "foregroundDeletion"))
+                self.nodes.get(&o.uid).is_some_and(|n| {
+                    n.deleting && n.finalizers.iter().any(|f| f == "foregroundDeletion")
+                })
             });
             if owner_deleting_fg {
-                out.push(GcAction::Delete { uid: uid.to_string(), propagation: Propagation::Foreground });
+                out.push(GcAction::Delete {
+                    uid: uid.to_string(),
+                    propagation: Propagation::Foreground,
+                });
             } else if gone.len() == node.owners.len() {
-                out.push(GcAction::Delete { uid: uid.to_string(), propagation: Propagation::Background });
+                out.push(GcAction::Delete {
+                    uid: uid.to_string(),
+                    propagation: Propagation::Background,
+                });
             } else {
                 for o in gone {
-                    out.push(GcAction::RemoveOwnerRef { dependent: uid.to_string(), owner: o.uid.clone() });
+                    out.push(GcAction::RemoveOwnerRef {
+                        dependent: uid.to_string(),
+                        owner: o.uid.clone(),
+                    });
                 }
             }
         }
@@ -517,7 +695,10 @@ fn gc_node(res: &Arc<Resource>, kv: &KeyValue) -> Option<(String, GcNode)> {
                 .filter_map(|o| {
                     Some(OwnerRef {
                         uid: o.get("uid")?.as_str()?.to_string(),
-                        block: o.get("blockOwnerDeletion").and_then(Value::as_bool).unwrap_or(false),
+                        block: o
+                            .get("blockOwnerDeletion")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
                     })
                 })
                 .collect()
@@ -529,7 +710,11 @@ fn gc_node(res: &Arc<Resource>, kv: &KeyValue) -> Option<(String, GcNode)> {
             key: kv.key.clone(),
             res: res.clone(),
             namespace: m.get("namespace").and_then(Value::as_str).map(String::from),
-            name: m.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+            name: m
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             owners,
             deleting: m.get("deletionTimestamp").is_some(),
             finalizers: super::registry::finalizers(&obj),
@@ -564,12 +749,16 @@ async fn gc_loop(app: &Arc<AppState>) -> ApiResult<()> {
     let mut graph = GcGraph::default();
     let mut queue: VecDeque<String> = VecDeque::new();
     let rev = app.registry.store.current_revision();
-    let listed = app.registry.store.list("/registry/", None, 0, Some(rev)).await?;
+    let listed = app
+        .registry
+        .store
+        .list("/registry/", None, 0, Some(rev))
+        .await?;
     for kv in &listed.items {
-        if let Some(res) = resource_for_key(app, &kv.key) {
-            if let Some((uid, node)) = gc_node(&res, kv) {
-                queue.extend(graph.upsert(uid, node));
-            }
+        if let Some(res) = resource_for_key(app, &kv.key)
+            && let Some((uid, node)) = gc_node(&res, kv)
+        {
+            queue.extend(graph.upsert(uid, node));
         }
     }
     let mut w = app.registry.store.watch("/registry/", listed.revision)?;
@@ -610,36 +799,58 @@ async fn gc_loop(app: &Arc<AppState>) -> ApiResult<()> {
 async fn apply(app: &Arc<AppState>, graph: &GcGraph, action: GcAction) {
     let result = match &action {
         GcAction::Delete { uid, propagation } => {
-            let Some(n) = graph.nodes.get(uid) else { return };
-            let opts = DeleteOptions { propagation: Some(*propagation), precondition_uid: Some(uid.clone()), ..Default::default() };
-            app.registry.delete(&n.res, n.namespace.as_deref(), &n.name, &opts).await.map(|_| ())
+            let Some(n) = graph.nodes.get(uid) else {
+                return;
+            };
+            let opts = DeleteOptions {
+                propagation: Some(*propagation),
+                precondition_uid: Some(uid.clone()),
+                ..Default::default()
+            };
+            app.registry
+                .delete(&n.res, n.namespace.as_deref(), &n.name, &opts)
+                .await
+                .map(|_| ())
         }
         GcAction::RemoveOwnerRef { dependent, owner } => {
-            let Some(n) = graph.nodes.get(dependent) else { return };
+            let Some(n) = graph.nodes.get(dependent) else {
+                return;
+            };
             let owner = owner.clone();
             mutate(app, &n.res, n.namespace.as_deref(), &n.name, |obj| {
-                let Some(refs) = obj.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) else { return false };
+                let Some(refs) = obj
+                    .pointer_mut("/metadata/ownerReferences")
+                    .and_then(Value::as_array_mut)
+                else {
+                    return false;
+                };
                 let before = refs.len();
                 refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner.as_str()));
                 let changed = before != refs.len();
-                if refs.is_empty() {
-                    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                        m.remove("ownerReferences");
-                    }
+                if refs.is_empty()
+                    && let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut)
+                {
+                    m.remove("ownerReferences");
                 }
                 changed
             })
             .await
         }
         GcAction::RemoveFinalizer { uid, finalizer } => {
-            let Some(n) = graph.nodes.get(uid) else { return };
-            mutate(app, &n.res, n.namespace.as_deref(), &n.name, |obj| remove_finalizer(obj, finalizer)).await
+            let Some(n) = graph.nodes.get(uid) else {
+                return;
+            };
+            mutate(app, &n.res, n.namespace.as_deref(), &n.name, |obj| {
+                remove_finalizer(obj, finalizer)
+            })
+            .await
         }
     };
-    if let Err(e) = result {
-        if e.code != 404 && e.code != 409 {
-            tracing::debug!("gc {action:?}: {e}");
-        }
+    if let Err(e) = result
+        && e.code != 404
+        && e.code != 409
+    {
+        tracing::debug!("gc {action:?}: {e}");
     }
 }
 
@@ -660,7 +871,13 @@ mod tests {
             res: k.get("", "v1", "configmaps").unwrap(),
             namespace: Some("d".into()),
             name: key.into(),
-            owners: owners.iter().map(|(u, b)| OwnerRef { uid: u.to_string(), block: *b }).collect(),
+            owners: owners
+                .iter()
+                .map(|(u, b)| OwnerRef {
+                    uid: u.to_string(),
+                    block: *b,
+                })
+                .collect(),
             deleting,
             finalizers: fins.iter().map(|s| s.to_string()).collect(),
         }
@@ -674,7 +891,13 @@ mod tests {
         assert!(g.plan("d").is_empty());
         let touched = g.remove_key("o");
         assert!(touched.contains(&"d".to_string()));
-        assert_eq!(g.plan("d"), vec![GcAction::Delete { uid: "d".into(), propagation: Propagation::Background }]);
+        assert_eq!(
+            g.plan("d"),
+            vec![GcAction::Delete {
+                uid: "d".into(),
+                propagation: Propagation::Background
+            }]
+        );
     }
 
     #[test]
@@ -682,9 +905,21 @@ mod tests {
         let mut g = GcGraph::default();
         g.upsert("o".into(), node("o", &[], true, &["foregroundDeletion"]));
         g.upsert("d".into(), node("d", &[("o", true)], false, &[]));
-        assert_eq!(g.plan("o"), vec![GcAction::Delete { uid: "d".into(), propagation: Propagation::Foreground }]);
+        assert_eq!(
+            g.plan("o"),
+            vec![GcAction::Delete {
+                uid: "d".into(),
+                propagation: Propagation::Foreground
+            }]
+        );
         g.remove_key("d");
-        assert_eq!(g.plan("o"), vec![GcAction::RemoveFinalizer { uid: "o".into(), finalizer: "foregroundDeletion" }]);
+        assert_eq!(
+            g.plan("o"),
+            vec![GcAction::RemoveFinalizer {
+                uid: "o".into(),
+                finalizer: "foregroundDeletion"
+            }]
+        );
     }
 
     #[test]
@@ -695,8 +930,14 @@ mod tests {
         assert_eq!(
             g.plan("o"),
             vec![
-                GcAction::RemoveOwnerRef { dependent: "d".into(), owner: "o".into() },
-                GcAction::RemoveFinalizer { uid: "o".into(), finalizer: "orphan" }
+                GcAction::RemoveOwnerRef {
+                    dependent: "d".into(),
+                    owner: "o".into()
+                },
+                GcAction::RemoveFinalizer {
+                    uid: "o".into(),
+                    finalizer: "orphan"
+                }
             ]
         );
     }
@@ -705,8 +946,17 @@ mod tests {
     fn partial_owner_loss_drops_reference() {
         let mut g = GcGraph::default();
         g.upsert("a".into(), node("a", &[], false, &[]));
-        g.upsert("d".into(), node("d", &[("a", false), ("b", false)], false, &[]));
-        assert_eq!(g.plan("d"), vec![GcAction::RemoveOwnerRef { dependent: "d".into(), owner: "b".into() }]);
+        g.upsert(
+            "d".into(),
+            node("d", &[("a", false), ("b", false)], false, &[]),
+        );
+        assert_eq!(
+            g.plan("d"),
+            vec![GcAction::RemoveOwnerRef {
+                dependent: "d".into(),
+                owner: "b".into()
+            }]
+        );
     }
 
     #[test]

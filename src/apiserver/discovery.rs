@@ -43,10 +43,13 @@ pub async fn version() -> Response {
 
 /// Which aggregated discovery version the client asked for, if any.
 fn aggregated(headers: &HeaderMap) -> Option<&'static str> {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     for part in accept.split(',') {
         let p: Vec<&str> = part.split(';').map(str::trim).collect();
-        let has = |kv: &str| p.iter().any(|x| *x == kv);
+        let has = |kv: &str| p.contains(&kv);
         if p.first().is_some_and(|m| *m == "application/json")
             && has("g=apidiscovery.k8s.io")
             && has("as=APIGroupDiscoveryList")
@@ -74,30 +77,82 @@ struct Sub {
 fn subresources(r: &Resource) -> Vec<Sub> {
     let mut out = Vec::new();
     if r.has_status {
-        out.push(Sub { name: "status", verbs: &["get", "patch", "update"], kind: None });
+        out.push(Sub {
+            name: "status",
+            verbs: &["get", "patch", "update"],
+            kind: None,
+        });
     }
     if r.scale.is_some() {
-        out.push(Sub { name: "scale", verbs: &["get", "patch", "update"], kind: Some(("autoscaling", "v1", "Scale")) });
+        out.push(Sub {
+            name: "scale",
+            verbs: &["get", "patch", "update"],
+            kind: Some(("autoscaling", "v1", "Scale")),
+        });
     }
     match (r.group.as_str(), r.kind.as_str(), r.custom) {
         ("", "Pod", false) => {
-            out.push(Sub { name: "attach", verbs: &["create", "get"], kind: Some(("", "v1", "PodAttachOptions")) });
-            out.push(Sub { name: "binding", verbs: &["create"], kind: Some(("", "v1", "Binding")) });
-            out.push(Sub { name: "ephemeralcontainers", verbs: &["get", "patch", "update"], kind: None });
-            out.push(Sub { name: "eviction", verbs: &["create"], kind: Some(("policy", "v1", "Eviction")) });
-            out.push(Sub { name: "exec", verbs: &["create", "get"], kind: Some(("", "v1", "PodExecOptions")) });
-            out.push(Sub { name: "log", verbs: &["get"], kind: None });
-            out.push(Sub { name: "portforward", verbs: &["create", "get"], kind: Some(("", "v1", "PodPortForwardOptions")) });
-            out.push(Sub { name: "proxy", verbs: &["create", "delete", "get", "patch", "update"], kind: Some(("", "v1", "PodProxyOptions")) });
+            out.push(Sub {
+                name: "attach",
+                verbs: &["create", "get"],
+                kind: Some(("", "v1", "PodAttachOptions")),
+            });
+            out.push(Sub {
+                name: "binding",
+                verbs: &["create"],
+                kind: Some(("", "v1", "Binding")),
+            });
+            out.push(Sub {
+                name: "ephemeralcontainers",
+                verbs: &["get", "patch", "update"],
+                kind: None,
+            });
+            out.push(Sub {
+                name: "eviction",
+                verbs: &["create"],
+                kind: Some(("policy", "v1", "Eviction")),
+            });
+            out.push(Sub {
+                name: "exec",
+                verbs: &["create", "get"],
+                kind: Some(("", "v1", "PodExecOptions")),
+            });
+            out.push(Sub {
+                name: "log",
+                verbs: &["get"],
+                kind: None,
+            });
+            out.push(Sub {
+                name: "portforward",
+                verbs: &["create", "get"],
+                kind: Some(("", "v1", "PodPortForwardOptions")),
+            });
+            out.push(Sub {
+                name: "proxy",
+                verbs: &["create", "delete", "get", "patch", "update"],
+                kind: Some(("", "v1", "PodProxyOptions")),
+            });
         }
         ("", "Namespace", false) => {
-            out.push(Sub { name: "finalize", verbs: &["update"], kind: None });
+            out.push(Sub {
+                name: "finalize",
+                verbs: &["update"],
+                kind: None,
+            });
         }
         ("", "Node", false) => {
-            out.push(Sub { name: "proxy", verbs: &["create", "delete", "get", "patch", "update"], kind: Some(("", "v1", "NodeProxyOptions")) });
+            out.push(Sub {
+                name: "proxy",
+                verbs: &["create", "delete", "get", "patch", "update"],
+                kind: Some(("", "v1", "NodeProxyOptions")),
+            });
         }
         ("", "Service", false) => {
-            out.push(Sub { name: "proxy", verbs: &["create", "delete", "get", "patch", "update"], kind: Some(("", "v1", "ServiceProxyOptions")) });
+            out.push(Sub {
+                name: "proxy",
+                verbs: &["create", "delete", "get", "patch", "update"],
+                kind: Some(("", "v1", "ServiceProxyOptions")),
+            });
         }
         _ => {}
     }
@@ -134,11 +189,11 @@ fn legacy_resources(kinds: &Kinds, group: &str, version: &str) -> Value {
                 "kind": s.kind.map(|k| k.2).unwrap_or(&r.kind),
                 "verbs": s.verbs,
             });
-            if let Some((g, v, _)) = s.kind {
-                if g != r.group || v != r.version {
-                    e["group"] = json!(g);
-                    e["version"] = json!(v);
-                }
+            if let Some((g, v, _)) = s.kind
+                && (g != r.group || v != r.version)
+            {
+                e["group"] = json!(g);
+                e["version"] = json!(v);
             }
             list.push(e);
         }
@@ -214,13 +269,18 @@ fn aggregated_response(kinds: &Kinds, legacy: bool, v: &str) -> Response {
         "metadata": {},
         "items": items,
     });
-    let mut resp = (StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    let mut resp = (
+        StatusCode::OK,
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response();
     if let Ok(ct) = HeaderValue::from_str(&format!(
         "application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"
     )) {
         resp.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
-    resp.headers_mut().insert("vary", HeaderValue::from_static("Accept"));
+    resp.headers_mut()
+        .insert("vary", HeaderValue::from_static("Accept"));
     resp
 }
 
@@ -270,26 +330,50 @@ pub async fn apis(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Respo
 }
 
 pub fn core_v1(app: &AppState) -> Response {
-    json_response(StatusCode::OK, &legacy_resources(&app.registry.kinds, "", "v1"), &[])
+    json_response(
+        StatusCode::OK,
+        &legacy_resources(&app.registry.kinds, "", "v1"),
+        &[],
+    )
 }
 
 pub fn group(app: &AppState, group: &str) -> Response {
-    match app.registry.kinds.groups().iter().find(|(g, _)| g == group && !g.is_empty()) {
+    match app
+        .registry
+        .kinds
+        .groups()
+        .iter()
+        .find(|(g, _)| g == group && !g.is_empty())
+    {
         Some((g, vs)) => {
             let mut v = group_json(g, vs);
             v["kind"] = json!("APIGroup");
             v["apiVersion"] = json!("v1");
             json_response(StatusCode::OK, &v, &[])
         }
-        None => ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response(),
+        None => ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .into_response(),
     }
 }
 
 pub fn group_version(app: &AppState, group: &str, version: &str) -> Response {
     if app.registry.kinds.resources_in(group, version).is_empty() {
-        return ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response();
+        return ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .into_response();
     }
-    json_response(StatusCode::OK, &legacy_resources(&app.registry.kinds, group, version), &[])
+    json_response(
+        StatusCode::OK,
+        &legacy_resources(&app.registry.kinds, group, version),
+        &[],
+    )
 }
 
 #[cfg(test)]
@@ -300,7 +384,12 @@ mod tests {
     fn legacy_lists_subresources() {
         let k = Kinds::with_builtins();
         let v = legacy_resources(&k, "apps", "v1");
-        let names: Vec<&str> = v["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"deployments"));
         assert!(names.contains(&"deployments/scale"));
         assert!(names.contains(&"deployments/status"));
@@ -311,7 +400,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::ACCEPT, HeaderValue::from_static("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"));
         assert_eq!(aggregated(&h), Some("v2"));
-        h.insert(header::ACCEPT, HeaderValue::from_static("application/json, */*"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, */*"),
+        );
         assert_eq!(aggregated(&h), None);
     }
 }

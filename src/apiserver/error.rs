@@ -23,7 +23,7 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
     pub retry_after: Option<u32>,
 }
 
@@ -62,7 +62,7 @@ impl ApiError {
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
         let qualified = qualified(plural, group);
         let mut e = Self::new(404, "NotFound", format!("{qualified} \"{name}\" not found"));
-        e.details = Some(details(name, group, plural));
+        e.details = Some(Box::new(details(name, group, plural)));
         e
     }
 
@@ -73,7 +73,7 @@ impl ApiError {
             "AlreadyExists",
             format!("{qualified} \"{name}\" already exists"),
         );
-        e.details = Some(details(name, group, plural));
+        e.details = Some(Box::new(details(name, group, plural)));
         e
     }
 
@@ -84,7 +84,7 @@ impl ApiError {
             "Conflict",
             format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"),
         );
-        e.details = Some(details(name, group, plural));
+        e.details = Some(Box::new(details(name, group, plural)));
         e
     }
 
@@ -122,7 +122,7 @@ impl ApiError {
                 .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
                 .collect(),
         );
-        e.details = Some(d);
+        e.details = Some(Box::new(d));
         e
     }
 
@@ -146,12 +146,18 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
+            ),
         )
     }
 
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     pub fn not_acceptable(message: impl Into<String>) -> Self {
@@ -185,7 +191,10 @@ impl ApiError {
                 name,
                 "the object has been modified; please apply your changes to the latest version and try again",
             ),
-            StoreError::Compacted { requested, compacted } => Self::gone(format!(
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => Self::gone(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             StoreError::FutureRevision(rev) => {
@@ -209,13 +218,13 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
-        if self.reason.is_empty() {
-            if let Some(m) = s.as_object_mut() {
-                m.remove("reason");
-            }
+        if self.reason.is_empty()
+            && let Some(m) = s.as_object_mut()
+        {
+            m.remove("reason");
         }
         if let Some(d) = &self.details {
-            s["details"] = d.clone();
+            s["details"] = (**d).clone();
         }
         if let Some(r) = self.retry_after {
             s["details"]["retryAfterSeconds"] = json!(r);
@@ -235,9 +244,12 @@ fn qualified(plural: &str, group: &str) -> String {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Compacted { requested, compacted } => {
-                Self::gone(format!("too old resource version: {requested} ({compacted})"))
-            }
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => Self::gone(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
             other => Self::internal(other.to_string()),
         }
     }
@@ -252,10 +264,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Some(r) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&r.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Some(r) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&r.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }

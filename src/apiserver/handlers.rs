@@ -18,8 +18,8 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::negotiate::{self, IncludeObject, Output};
 use super::registry::{
-    DeleteOptions, FieldValidation, Identity, ListOptions, Part, PatchType, Propagation,
-    WriteOptions, Written, MAX_BODY,
+    DeleteOptions, FieldValidation, Identity, ListOptions, MAX_BODY, Part, PatchType, Propagation,
+    WriteOptions, Written,
 };
 use super::{reviews, watch};
 use crate::api::kinds::Resource;
@@ -91,14 +91,40 @@ fn qbool(q: &Query, k: &str) -> bool {
     matches!(q.get(k).map(String::as_str), Some("true") | Some("1"))
 }
 
+/// A boolean query parameter that must parse when present (400 otherwise).
+fn qbool_strict(q: &Query, k: &str) -> ApiResult<bool> {
+    match q.get(k).map(String::as_str) {
+        None | Some("") | Some("false") | Some("0") | Some("False") => Ok(false),
+        Some("true") | Some("1") | Some("True") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "failed to parse {k}={other:?}: strconv.ParseBool: parsing {other:?}: invalid syntax"
+        ))),
+    }
+}
+
+fn invalid_options(kind: &str, field: &str, message: String) -> ApiError {
+    ApiError::invalid(
+        "meta.k8s.io",
+        kind,
+        "",
+        vec![super::error::StatusCause {
+            reason: "FieldValueNotSupported".into(),
+            message,
+            field: field.into(),
+        }],
+    )
+}
+
 fn write_options(q: &Query, headers: &HeaderMap, default_manager: &str) -> ApiResult<WriteOptions> {
     let dry_run = match q.get("dryRun").map(String::as_str) {
         None | Some("") => false,
         Some("All") => true,
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "Invalid dry run value: {other}: supported values: \"All\""
-            )));
+            return Err(invalid_options(
+                "CreateOptions",
+                "dryRun",
+                format!("Unsupported value: []string{{\"{other}\"}}: supported values: \"All\""),
+            ));
         }
     };
     let field_manager = match q.get("fieldManager") {
@@ -126,7 +152,17 @@ fn write_options(q: &Query, headers: &HeaderMap, default_manager: &str) -> ApiRe
     Ok(WriteOptions {
         dry_run,
         field_manager,
-        field_validation: FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?,
+        field_validation: FieldValidation::parse(q.get("fieldValidation").map(String::as_str))
+            .map_err(|_| {
+                invalid_options(
+                    "CreateOptions",
+                    "fieldValidation",
+                    format!(
+                        "Unsupported value: {:?}: supported values: \"Ignore\", \"Strict\", \"Warn\"",
+                        q.get("fieldValidation").cloned().unwrap_or_default()
+                    ),
+                )
+            })?,
     })
 }
 
@@ -139,9 +175,7 @@ fn list_options(q: &Query, res: &Resource) -> ApiResult<ListOptions> {
     let field = match q.get("fieldSelector") {
         Some(s) => FieldSelector::parse(s, &res.group, &res.kind).map_err(|e| {
             if e.starts_with("field label not supported") {
-                ApiError::bad_request(format!(
-                    "{e}"
-                ))
+                ApiError::bad_request(e.to_string())
             } else {
                 ApiError::bad_request(e)
             }
@@ -157,6 +191,51 @@ fn list_options(q: &Query, res: &Resource) -> ApiResult<ListOptions> {
         }
         _ => 0,
     };
+    if let Some(t) = q.get("timeoutSeconds")
+        && t.parse::<u64>().is_err()
+    {
+        return Err(ApiError::bad_request(format!(
+            "invalid timeoutSeconds: {t:?}"
+        )));
+    }
+    qbool_strict(q, "watch")?;
+    qbool_strict(q, "allowWatchBookmarks")?;
+    if let Some(rv) = q.get("resourceVersion").filter(|s| !s.is_empty())
+        && rv.parse::<u64>().is_err()
+    {
+        return Err(ApiError::bad_request(format!(
+            "invalid resource version \"{rv}\""
+        )));
+    }
+    let rv_set = q.get("resourceVersion").is_some_and(|s| !s.is_empty());
+    match q.get("resourceVersionMatch").map(String::as_str) {
+        None | Some("") => {}
+        Some("Exact") | Some("NotOlderThan") => {
+            if !rv_set {
+                return Err(invalid_options(
+                    "ListOptions",
+                    "resourceVersionMatch",
+                    "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
+                ));
+            }
+            if q.get("continue").is_some_and(|c| !c.is_empty()) {
+                return Err(invalid_options(
+                    "ListOptions",
+                    "resourceVersionMatch",
+                    "Forbidden: resourceVersionMatch is forbidden when continue is provided".into(),
+                ));
+            }
+        }
+        Some(other) => {
+            return Err(invalid_options(
+                "ListOptions",
+                "resourceVersionMatch",
+                format!(
+                    "Unsupported value: \"{other}\": supported values: \"Exact\", \"NotOlderThan\""
+                ),
+            ));
+        }
+    }
     Ok(ListOptions {
         label,
         field,
@@ -199,13 +278,46 @@ fn render_object(res: &Resource, obj: &Value, out: Output) -> Value {
                 .unwrap_or(json!(""));
             negotiate::table(
                 res,
-                std::slice::from_ref(obj),
+                vec![obj.clone()],
                 include,
                 json!({ "resourceVersion": rv }),
                 true,
             )
         }
     }
+}
+
+/// Duplicate JSON keys: an error under `fieldValidation=Strict`, warnings under Warn.
+fn check_duplicates(
+    headers: &HeaderMap,
+    body: &[u8],
+    wo: &WriteOptions,
+    kind: &str,
+    version: &str,
+) -> ApiResult<Vec<String>> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let is_json = ct.is_empty() || ct.starts_with("application/json");
+    if !is_json || wo.field_validation == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let dups = negotiate::json_duplicate_fields(body);
+    if dups.is_empty() {
+        return Ok(dups);
+    }
+    let msgs: Vec<String> = dups
+        .iter()
+        .map(|d| format!("json: duplicate field \"{d}\""))
+        .collect();
+    if wo.field_validation == FieldValidation::Strict {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            msgs.join(", ")
+        )));
+    }
+    Ok(msgs)
 }
 
 /// Entry point for every `/api/...` and `/apis/...` path that is not discovery.
@@ -262,9 +374,9 @@ async fn dispatch(
     let q = parse_query(uri)?;
     if res.virtual_create_only {
         if *method != Method::POST || t.name.is_some() {
-            return Err(ApiError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource"
-            )));
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource".to_string(),
+            ));
         }
         let obj = negotiate::decode_body(headers, &body, Some((&res.api_version(), &res.kind)))?;
         let out = reviews::handle(app, &res, t.namespace.as_deref(), identity, obj)?;
@@ -282,7 +394,11 @@ async fn dispatch(
 
 pub fn not_found_path(path: &str) -> ApiError {
     let _ = path;
-    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 async fn collection(
@@ -298,7 +414,7 @@ async fn collection(
         Method::GET => {
             let out = negotiate::output(headers, q.get("includeObject").map(String::as_str))?;
             let opts = list_options(q, res)?;
-            if qbool(q, "watch") {
+            if qbool_strict(q, "watch")? {
                 return watch::serve(app, res, ns, q, opts, out).await;
             }
             list(app, res, ns, &opts, out).await
@@ -306,9 +422,11 @@ async fn collection(
         Method::POST => {
             let wo = write_options(q, headers, "unknown")?;
             let out = negotiate::output(headers, None)?;
+            let dup_warnings = check_duplicates(headers, &body, &wo, &res.kind, &res.version)?;
             let obj =
                 negotiate::decode_body(headers, &body, Some((&res.api_version(), &res.kind)))?;
-            let w = app.registry.create(res, ns, obj, &wo).await?;
+            let mut w = app.registry.create(res, ns, obj, &wo).await?;
+            w.warnings.extend(dup_warnings);
             Ok(written_response(res, w, out))
         }
         Method::DELETE => {
@@ -327,7 +445,11 @@ async fn collection(
                     .pointer("/metadata/namespace")
                     .and_then(Value::as_str)
                     .map(String::from);
-                match app.registry.delete(res, ons.as_deref(), &name, &dopts).await {
+                match app
+                    .registry
+                    .delete(res, ons.as_deref(), &name, &dopts)
+                    .await
+                {
                     Ok(d) => deleted.push(d.object),
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
@@ -341,9 +463,9 @@ async fn collection(
             });
             Ok(json_response(StatusCode::OK, &list, &[]))
         }
-        _ => Err(ApiError::method_not_allowed(format!(
-            "the server does not allow this method on the requested resource"
-        ))),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource".to_string(),
+        )),
     }
 }
 
@@ -389,12 +511,12 @@ async fn list(
                 .map(|kv| app.registry.decode(res, kv))
                 .collect::<ApiResult<_>>()?;
             let v = match out {
-                Output::Table(include) => negotiate::table(res, &objs, include, meta, true),
+                Output::Table(include) => negotiate::table(res, objs, include, meta, true),
                 Output::PartialMetadata => json!({
                     "kind": "PartialObjectMetadataList",
                     "apiVersion": "meta.k8s.io/v1",
                     "metadata": meta,
-                    "items": objs.iter().map(negotiate::partial_metadata).collect::<Vec<_>>(),
+                    "items": objs.into_iter().map(negotiate::partial_metadata_owned).collect::<Vec<_>>(),
                 }),
                 Output::Json => json!({
                     "kind": format!("{}List", res.kind),
@@ -424,6 +546,13 @@ pub fn delete_options(q: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<
     } else {
         negotiate::decode_body(headers, body, Some(("meta.k8s.io/v1", "DeleteOptions")))?
     };
+    if let Some(kind) = body_opts.get("kind").and_then(Value::as_str)
+        && kind != "DeleteOptions"
+    {
+        return Err(ApiError::bad_request(format!(
+            "DeleteOptions in version \"v1\" cannot be handled as a DeleteOptions: the kind in the data ({kind}) does not match the expected kind (DeleteOptions)"
+        )));
+    }
     let get = |k: &str| -> Option<String> {
         q.get(k).cloned().or_else(|| match body_opts.get(k) {
             Some(Value::String(s)) => Some(s.clone()),
@@ -433,9 +562,10 @@ pub fn delete_options(q: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<
         })
     };
     if let Some(g) = get("gracePeriodSeconds") {
-        o.grace_period_seconds = Some(g.parse().map_err(|_| {
-            ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}"))
-        })?);
+        o.grace_period_seconds =
+            Some(g.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}"))
+            })?);
     }
     o.propagation = match get("propagationPolicy").as_deref() {
         None | Some("") => match body_opts.get("orphanDependents").and_then(Value::as_bool) {
@@ -488,15 +618,31 @@ async fn item(
     match *method {
         Method::GET => {
             let out = negotiate::output(headers, q.get("includeObject").map(String::as_str))?;
+            if let Some(rv) = q.get("resourceVersion").filter(|s| !s.is_empty())
+                && rv.parse::<u64>().is_err()
+            {
+                return Err(ApiError::bad_request(format!(
+                    "invalid resource version \"{rv}\""
+                )));
+            }
             let obj = app.registry.get(res, ns, name).await?;
-            Ok(json_response(StatusCode::OK, &render_object(res, &obj, out), &[]))
+            Ok(json_response(
+                StatusCode::OK,
+                &render_object(res, &obj, out),
+                &[],
+            ))
         }
         Method::PUT => {
             let wo = write_options(q, headers, "unknown")?;
             let out = negotiate::output(headers, None)?;
+            let dup_warnings = check_duplicates(headers, &body, &wo, &res.kind, &res.version)?;
             let obj =
                 negotiate::decode_body(headers, &body, Some((&res.api_version(), &res.kind)))?;
-            let w = app.registry.update(res, ns, name, obj, Part::Main, &wo).await?;
+            let mut w = app
+                .registry
+                .update(res, ns, name, obj, Part::Main, &wo)
+                .await?;
+            w.warnings.extend(dup_warnings);
             Ok(written_response(res, w, out))
         }
         Method::PATCH => patch(app, res, ns, name, Part::Main, q, headers, &body).await,
@@ -528,7 +674,11 @@ async fn item(
                 });
                 return Ok(json_response(StatusCode::OK, &s, &[]));
             }
-            Ok(json_response(status, &render_object(res, &d.object, out), &[]))
+            Ok(json_response(
+                status,
+                &render_object(res, &d.object, out),
+                &[],
+            ))
         }
         _ => Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
@@ -541,7 +691,11 @@ fn returns_status_on_delete(res: &Resource) -> bool {
     !(res.custom
         || matches!(
             (res.group.as_str(), res.kind.as_str()),
-            ("", "Pod") | ("", "Namespace") | ("", "Service") | ("", "PersistentVolumeClaim") | ("", "PersistentVolume")
+            ("", "Pod")
+                | ("", "Namespace")
+                | ("", "Service")
+                | ("", "PersistentVolumeClaim")
+                | ("", "PersistentVolume")
         ))
 }
 
@@ -564,7 +718,9 @@ pub async fn patch(
         return Err(ApiError::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
+            ),
         ));
     };
     if let PatchType::Apply { .. } = pt {
@@ -636,7 +792,10 @@ mod tests {
         assert_eq!(t.name.as_deref(), Some("kube-system"));
         assert_eq!(t.sub.as_deref(), Some("status"));
         let t = parse_path("/apis/apps/v1/deployments", ns_aware).unwrap();
-        assert_eq!((t.group.as_str(), t.plural.as_str()), ("apps", "deployments"));
+        assert_eq!(
+            (t.group.as_str(), t.plural.as_str()),
+            ("apps", "deployments")
+        );
         assert!(parse_path("/apis/apps", ns_aware).is_none());
         assert!(parse_path("/foo", ns_aware).is_none());
         assert!(parse_path("/api/v1//pods", ns_aware).is_none());

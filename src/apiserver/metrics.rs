@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -29,14 +31,22 @@ impl Metrics {
     pub fn record(&self, verb: &str, group: &str, resource: &str, code: u16, took: Duration) {
         {
             let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-            *r.entry((verb.to_string(), group.to_string(), resource.to_string(), code)).or_default() += 1;
+            *r.entry((
+                verb.to_string(),
+                group.to_string(),
+                resource.to_string(),
+                code,
+            ))
+            .or_default() += 1;
         }
         if verb == "WATCH" {
             return;
         }
         let secs = took.as_secs_f64();
         let mut l = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        let h = l.entry((verb.to_string(), group.to_string(), resource.to_string())).or_default();
+        let h = l
+            .entry((verb.to_string(), group.to_string(), resource.to_string()))
+            .or_default();
         if h.counts.is_empty() {
             h.counts = vec![0; BUCKETS.len()];
         }
@@ -52,18 +62,40 @@ impl Metrics {
     pub fn render(&self, revision: i64, compact_revision: i64) -> String {
         let mut out = String::new();
         out.push_str("# HELP apiserver_request_total Counter of apiserver requests broken out for each verb, group, resource and HTTP response code.\n# TYPE apiserver_request_total counter\n");
-        for ((verb, group, resource, code), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((verb, group, resource, code), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             out.push_str(&format!("apiserver_request_total{{code=\"{code}\",group=\"{group}\",resource=\"{resource}\",verb=\"{verb}\"}} {n}\n"));
         }
         out.push_str("# HELP apiserver_request_duration_seconds Response latency distribution in seconds for each verb, group and resource.\n# TYPE apiserver_request_duration_seconds histogram\n");
-        for ((verb, group, resource), h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((verb, group, resource), h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let labels = format!("group=\"{group}\",resource=\"{resource}\",verb=\"{verb}\"");
             for (i, b) in BUCKETS.iter().enumerate() {
-                out.push_str(&format!("apiserver_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}\n", h.counts[i]));
+                out.push_str(&format!(
+                    "apiserver_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}\n",
+                    h.counts[i]
+                ));
             }
-            out.push_str(&format!("apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\n", h.total));
-            out.push_str(&format!("apiserver_request_duration_seconds_sum{{{labels}}} {}\n", h.sum));
-            out.push_str(&format!("apiserver_request_duration_seconds_count{{{labels}}} {}\n", h.total));
+            out.push_str(&format!(
+                "apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\n",
+                h.total
+            ));
+            out.push_str(&format!(
+                "apiserver_request_duration_seconds_sum{{{labels}}} {}\n",
+                h.sum
+            ));
+            out.push_str(&format!(
+                "apiserver_request_duration_seconds_count{{{labels}}} {}\n",
+                h.total
+            ));
         }
         out.push_str(&format!(
             "# HELP apiserver_registered_watchers Number of currently open watches.\n# TYPE apiserver_registered_watchers gauge\napiserver_registered_watchers {}\n",
@@ -85,7 +117,9 @@ mod tests {
         let m = Metrics::default();
         m.record("GET", "", "pods", 200, Duration::from_millis(3));
         let s = m.render(5, 1);
-        assert!(s.contains("apiserver_request_total{code=\"200\",group=\"\",resource=\"pods\",verb=\"GET\"} 1"));
+        assert!(s.contains(
+            "apiserver_request_total{code=\"200\",group=\"\",resource=\"pods\",verb=\"GET\"} 1"
+        ));
         assert!(s.contains("le=\"0.005\"} 1"));
         assert!(s.contains("skiff_store_revision 5"));
     }

@@ -77,13 +77,16 @@ async fn healthz() -> &'static str {
 
 async fn cacerts(State(app): State<Arc<AppState>>) -> Response {
     let mut r = app.ca_pem.clone().into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     r
 }
 
 async fn metrics_handler(State(app): State<Arc<AppState>>) -> Response {
     let store = &app.registry.store;
-    let text = app.metrics.render(store.current_revision(), store.compact_revision());
+    let text = app
+        .metrics
+        .render(store.current_revision(), store.compact_revision());
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -93,14 +96,23 @@ async fn metrics_handler(State(app): State<Arc<AppState>>) -> Response {
 }
 
 async fn not_found() -> Response {
-    error::ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response()
+    error::ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+    .into_response()
 }
 
 /// Classify a request for metrics: (verb, group, resource).
 fn classify(method: &axum::http::Method, uri: &axum::http::Uri) -> (String, String, String) {
     let path = uri.path();
-    let watch = uri.query().is_some_and(|q| q.contains("watch=true") || q.contains("watch=1"));
-    match handlers::parse_path(path, |_, _, p| p != "namespaces" && p != "status" && p != "finalize") {
+    let watch = uri
+        .query()
+        .is_some_and(|q| q.contains("watch=true") || q.contains("watch=1"));
+    match handlers::parse_path(path, |_, _, p| {
+        p != "namespaces" && p != "status" && p != "finalize"
+    }) {
         Some(t) => {
             let verb = match (method.as_str(), t.name.is_some()) {
                 ("GET", _) if watch => "WATCH",
@@ -123,11 +135,36 @@ fn classify(method: &axum::http::Method, uri: &axum::http::Uri) -> (String, Stri
     }
 }
 
+/// Errors produced below our handlers (body limit, method routing) come as
+/// plain text; clients expect a `Status`.
+async fn status_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    match resp.status().as_u16() {
+        413 if !is_json => error::ApiError::too_large().into_response(),
+        405 if !is_json => error::ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )
+        .into_response(),
+        _ => resp,
+    }
+}
+
 async fn observe(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let (verb, group, resource) = classify(req.method(), req.uri());
     let resp = next.run(req).await;
-    app.metrics.record(&verb, &group, &resource, resp.status().as_u16(), start.elapsed());
+    app.metrics.record(
+        &verb,
+        &group,
+        &resource,
+        resp.status().as_u16(),
+        start.elapsed(),
+    );
     resp
 }
 
@@ -148,11 +185,23 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/openapi/v2", get(openapi_routes::v2))
         .route("/openapi/v3", get(openapi_routes::v3_index))
         .route("/openapi/v3/{*path}", get(openapi_routes::v3_doc))
-        .route("/api/{*rest}", axum::routing::any(handlers::resource_request))
-        .route("/apis/{*rest}", axum::routing::any(handlers::resource_request))
+        .route(
+            "/api/{*rest}",
+            axum::routing::any(handlers::resource_request),
+        )
+        .route(
+            "/apis/{*rest}",
+            axum::routing::any(handlers::resource_request),
+        )
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(registry::MAX_BODY + 1))
-        .layer(middleware::from_fn_with_state(app.clone(), authn::middleware))
+        // bodies up to 32 MiB are read so the client gets a 413 Status instead of a reset;
+        // handlers enforce the 3 MiB API limit
+        .layer(DefaultBodyLimit::max(32 * 1024 * 1024))
+        .layer(middleware::from_fn(status_errors))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            authn::middleware,
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(middleware::from_fn(request_timeout))
         .with_state(app)
@@ -196,30 +245,39 @@ pub async fn serve_tls(
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let identity = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|der| crate::pki::identity_from_der(der).ok())
-                .map(|ci| Identity { user: ci.user, groups: ci.groups });
+                .map(|ci| Identity {
+                    user: ci.user,
+                    groups: ci.groups,
+                });
             let conn_identity = ConnIdentity(identity);
-            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().remove::<authn::InProcess>();
-                req.extensions_mut().insert(conn_identity.clone());
-                let mut router = router.clone();
-                async move { router.call(req.map(axum::body::Body::new)).await }
-            });
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().remove::<authn::InProcess>();
+                    req.extensions_mut().insert(conn_identity.clone());
+                    let mut router = router.clone();
+                    async move { router.call(req.map(axum::body::Body::new)).await }
+                },
+            );
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });

@@ -41,7 +41,12 @@ pub fn decode_body(
     expected: Option<(&str, &str)>,
 ) -> ApiResult<Value> {
     let ct = header(headers, "content-type");
-    let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let base = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let value: Value = match base.as_str() {
         "" | "application/json" | "*/*" => {
             if body.iter().all(u8::is_ascii_whitespace) {
@@ -51,11 +56,10 @@ pub fn decode_body(
                 ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
             })?
         }
-        "application/yaml" | "application/x-yaml" | "text/yaml" => {
-            serde_yaml_ng::from_slice(body).map_err(|e| {
+        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml_ng::from_slice(body)
+            .map_err(|e| {
                 ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
-            })?
-        }
+            })?,
         protobuf::PROTOBUF_CONTENT_TYPE => protobuf::decode_to_json(body, expected)
             .map_err(|e| ApiError::bad_request(format!("failed to decode protobuf body: {e}")))?,
         other => return Err(ApiError::unsupported_media_type(other)),
@@ -66,6 +70,93 @@ pub fn decode_body(
         ));
     }
     Ok(value)
+}
+
+/// Dotted paths of keys that appear twice in the same JSON object
+/// (`fieldValidation=Strict` rejects them like upstream).
+pub fn json_duplicate_fields(body: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    struct Walk<'a> {
+        path: String,
+        out: &'a mut Vec<String>,
+        depth: usize,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while seq
+                .next_element_seed(Walk {
+                    path: format!("{}[{i}]", self.path),
+                    out: &mut *self.out,
+                    depth: self.depth + 1,
+                })?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.path)
+                };
+                if !seen.insert(key) {
+                    self.out.push(path.clone());
+                }
+                if self.depth > 100 {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                } else {
+                    map.next_value_seed(Walk {
+                        path,
+                        out: &mut *self.out,
+                        depth: self.depth + 1,
+                    })?;
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = Walk {
+        path: String::new(),
+        out: &mut out,
+        depth: 0,
+    }
+    .deserialize(&mut de);
+    out
 }
 
 /// Pick the representation from `Accept` (first acceptable media type wins).
@@ -144,37 +235,45 @@ pub fn table_columns(res: &Resource) -> Vec<Value> {
         .collect()
 }
 
-/// One Table row for an object.
-pub fn table_row(res: &Resource, obj: &Value, include: IncludeObject) -> Value {
+/// One Table row for an object (consumed: its metadata moves into the row).
+pub fn table_row(res: &Resource, obj: Value, include: IncludeObject) -> Value {
     let now = chrono::Utc::now();
     let cells = if res.custom {
         match &res.printer_columns {
-            Some(pc) => table::crd_cells(pc, obj, now),
-            None => table::crd_cells(&json!([]), obj, now),
+            Some(pc) => table::crd_cells(pc, &obj, now),
+            None => table::crd_cells(&json!([]), &obj, now),
         }
     } else if table::columns(&res.group, &res.kind).is_some() {
-        table::cells(&res.group, &res.kind, obj, now)
+        table::cells(&res.group, &res.kind, &obj, now)
     } else {
-        table::crd_cells(&json!([]), obj, now)
+        table::crd_cells(&json!([]), &obj, now)
     };
-    let mut row = json!({ "cells": cells });
+    let mut row = serde_json::Map::new();
+    row.insert("cells".into(), Value::Array(cells));
     match include {
         IncludeObject::None => {}
-        IncludeObject::Metadata => row["object"] = partial_metadata(obj),
-        IncludeObject::Object => row["object"] = obj.clone(),
+        IncludeObject::Metadata => {
+            row.insert("object".into(), partial_metadata_owned(obj));
+        }
+        IncludeObject::Object => {
+            row.insert("object".into(), obj);
+        }
     }
-    row
+    Value::Object(row)
 }
 
 /// A Table of objects.
 pub fn table(
     res: &Resource,
-    objs: &[Value],
+    objs: Vec<Value>,
     include: IncludeObject,
     list_meta: Value,
     with_columns: bool,
 ) -> Value {
-    let rows: Vec<Value> = objs.iter().map(|o| table_row(res, o, include)).collect();
+    let rows: Vec<Value> = objs
+        .into_iter()
+        .map(|o| table_row(res, o, include))
+        .collect();
     let mut t = json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -187,6 +286,19 @@ pub fn table(
     }
     t["rows"] = Value::Array(rows);
     t
+}
+
+/// `PartialObjectMetadata` made from an object it consumes.
+pub fn partial_metadata_owned(mut obj: Value) -> Value {
+    let metadata = obj
+        .get_mut("metadata")
+        .map(Value::take)
+        .unwrap_or_else(|| json!({}));
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+    })
 }
 
 /// `PartialObjectMetadata` for an object.
@@ -220,8 +332,20 @@ mod tests {
             output(&h("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1;g=meta.k8s.io,application/json"), Some("Object")).unwrap(),
             Output::Table(IncludeObject::Object)
         );
-        assert_eq!(output(&h("application/vnd.kubernetes.protobuf, */*"), None).unwrap(), Output::Json);
+        assert_eq!(
+            output(&h("application/vnd.kubernetes.protobuf, */*"), None).unwrap(),
+            Output::Json
+        );
         assert!(output(&h("text/html"), None).is_err());
+    }
+
+    #[test]
+    fn duplicates() {
+        assert_eq!(
+            json_duplicate_fields(br#"{"metadata":{"name":"a","name":"b"},"x":[{"k":1,"k":2}]}"#),
+            vec!["metadata.name", "x[0].k"]
+        );
+        assert!(json_duplicate_fields(br#"{"a":{"b":1},"c":{"b":2}}"#).is_empty());
     }
 
     #[test]

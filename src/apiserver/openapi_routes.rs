@@ -20,12 +20,15 @@ pub struct OpenApiCache {
     inner: Mutex<Cache>,
 }
 
+/// The v3 index and every group-version document, serialized.
+type V3Docs = (Arc<Vec<u8>>, Arc<HashMap<String, Arc<Vec<u8>>>>);
+
 #[derive(Default)]
 struct Cache {
     generation: Option<u64>,
     v2: Option<Arc<Vec<u8>>>,
     v2_protobuf: Option<Arc<Vec<u8>>>,
-    v3: Option<(Arc<Vec<u8>>, Arc<HashMap<String, Arc<Vec<u8>>>>)>,
+    v3: Option<V3Docs>,
 }
 
 fn served(app: &AppState) -> Vec<ServedResource> {
@@ -52,7 +55,10 @@ impl OpenApiCache {
         let generation = app.registry.kinds.generation();
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if c.generation != Some(generation) {
-            *c = Cache { generation: Some(generation), ..Cache::default() };
+            *c = Cache {
+                generation: Some(generation),
+                ..Cache::default()
+            };
         }
         f(&mut c)
     }
@@ -60,14 +66,20 @@ impl OpenApiCache {
 
 fn json_bytes(body: Arc<Vec<u8>>) -> Response {
     let mut r = (StatusCode::OK, body.as_ref().clone()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 pub async fn v2(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let wants_protobuf = accept
         .split(',')
         .next()
@@ -75,11 +87,14 @@ pub async fn v2(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Respons
     if wants_protobuf {
         let body = app.openapi.with(&app, |c| {
             c.v2_protobuf
-                .get_or_insert_with(|| Arc::new(openapi::v2_protobuf(&openapi::v2_document(&served(&app)))))
+                .get_or_insert_with(|| {
+                    Arc::new(openapi::v2_protobuf(&openapi::v2_document(&served(&app))))
+                })
                 .clone()
         });
         let mut r = (StatusCode::OK, body.as_ref().clone()).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(V2_PROTOBUF));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(V2_PROTOBUF));
         return r;
     }
     let body = app.openapi.with(&app, |c| {
@@ -92,7 +107,7 @@ pub async fn v2(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Respons
 }
 
 /// Build (once per kinds generation) the v3 index and every group-version document.
-fn v3(app: &AppState) -> (Arc<Vec<u8>>, Arc<HashMap<String, Arc<Vec<u8>>>>) {
+fn v3(app: &AppState) -> V3Docs {
     app.openapi.with(app, |c| {
         c.v3.get_or_insert_with(|| {
             let (index, docs) = openapi::v3_all(&served(app));
@@ -100,7 +115,10 @@ fn v3(app: &AppState) -> (Arc<Vec<u8>>, Arc<HashMap<String, Arc<Vec<u8>>>>) {
                 .into_iter()
                 .map(|(k, v)| (k, Arc::new(serde_json::to_vec(&v).unwrap_or_default())))
                 .collect();
-            (Arc::new(serde_json::to_vec(&index).unwrap_or_default()), Arc::new(docs))
+            (
+                Arc::new(serde_json::to_vec(&index).unwrap_or_default()),
+                Arc::new(docs),
+            )
         })
         .clone()
     })
@@ -115,9 +133,17 @@ pub async fn v3_doc(State(app): State<Arc<AppState>>, Path(path): Path<String>) 
     match docs.get(path.trim_matches('/')) {
         Some(body) => {
             let mut r = json_bytes(body.clone());
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, immutable"),
+            );
             r
         }
-        None => ApiError::new(404, "NotFound", "the server could not find the requested resource").into_response(),
+        None => ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .into_response(),
     }
 }

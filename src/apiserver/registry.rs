@@ -196,7 +196,11 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
     meta(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -260,7 +264,8 @@ impl Registry {
         if gone {
             self.kinds.set_crd(name, Vec::new());
         } else {
-            self.kinds.set_crd(name, super::controllers::crd_resources(obj));
+            self.kinds
+                .set_crd(name, super::controllers::crd_resources(obj));
         }
     }
 
@@ -346,14 +351,16 @@ impl Registry {
         if let Some(tok) = &opts.continue_token {
             let (rev, key) = decode_continue(tok)?;
             if !key.starts_with(&prefix) {
-                return Err(ApiError::bad_request("continue key is not valid for this request"));
+                return Err(ApiError::bad_request(
+                    "continue key is not valid for this request",
+                ));
             }
             start_after = Some(key);
             at = Some(rev);
         } else if let Some(rv) = opts.resource_version.as_deref().filter(|s| !s.is_empty()) {
-            let rev: Revision = rv.parse().map_err(|_| {
-                ApiError::bad_request(format!("invalid resource version \"{rv}\""))
-            })?;
+            let rev: Revision = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))?;
             if opts.resource_version_match.as_deref() == Some("Exact") {
                 at = Some(rev);
             } else if rev > self.store.current_revision() && rev != 0 {
@@ -381,7 +388,13 @@ impl Registry {
         let mut remaining = None;
         let mut last_key: Option<String> = start_after.clone();
         loop {
-            let page_limit = if limit == 0 { 0 } else { limit.max(64) };
+            // without selectors the store pages exactly, so its count of what
+            // remains is exact; with selectors we read ahead in larger pages
+            let page_limit = match (limit, filtering) {
+                (0, _) => 0,
+                (_, true) => limit.max(64),
+                (_, false) => limit - items.len(),
+            };
             let page = self
                 .store
                 .list(&prefix, last_key.as_deref(), page_limit, at)
@@ -394,9 +407,9 @@ impl Registry {
                 })?;
             revision = page.revision;
             at = Some(page.revision);
-            more = page.more;
-            let n = page.items.len();
-            for kv in page.items {
+            let mut page_items = page.items.into_iter();
+            let mut full = false;
+            for kv in page_items.by_ref() {
                 last_key = Some(kv.key.clone());
                 if filtering {
                     let obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
@@ -408,22 +421,16 @@ impl Registry {
                 }
                 items.push(kv);
                 if limit != 0 && items.len() >= limit {
+                    full = true;
                     break;
                 }
             }
-            if limit != 0 && items.len() >= limit {
-                // more remain if this page had unread items or the store has more
-                let consumed_all = items
-                    .last()
-                    .map(|kv| Some(&kv.key) == last_key.as_ref())
-                    .unwrap_or(true);
-                more = more || !consumed_all || n > items.len();
-                if !filtering && more {
+            let unread = page_items.len() > 0;
+            more = page.more || unread;
+            if full || !page.more || limit == 0 {
+                if !filtering && limit != 0 && more {
                     remaining = Some(page.remaining.max(0));
                 }
-                break;
-            }
-            if !more || limit == 0 {
                 break;
             }
         }
@@ -483,7 +490,10 @@ impl Registry {
                 )));
             }
         }
-        if obj.get("metadata").is_some_and(|m| !m.is_object() && !m.is_null()) {
+        if obj
+            .get("metadata")
+            .is_some_and(|m| !m.is_object() && !m.is_null())
+        {
             return Err(ApiError::bad_request(
                 "metadata: expected an object".to_string(),
             ));
@@ -608,17 +618,17 @@ impl Registry {
                     &res.group, &res.kind, old, obj,
                 )));
             }
-            if res.kind == "CustomResourceDefinition" {
-                if let Some(versions) = obj.pointer("/spec/versions").and_then(Value::as_array) {
-                    for (i, v) in versions.iter().enumerate() {
-                        if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
-                            for msg in crd_schema::check_structural(schema) {
-                                causes.push(StatusCause {
-                                    reason: "FieldValueInvalid".into(),
-                                    message: msg,
-                                    field: format!("spec.versions[{i}].schema.openAPIV3Schema"),
-                                });
-                            }
+            if res.kind == "CustomResourceDefinition"
+                && let Some(versions) = obj.pointer("/spec/versions").and_then(Value::as_array)
+            {
+                for (i, v) in versions.iter().enumerate() {
+                    if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
+                        for msg in crd_schema::check_structural(schema) {
+                            causes.push(StatusCause {
+                                reason: "FieldValueInvalid".into(),
+                                message: msg,
+                                field: format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                            });
                         }
                     }
                 }
@@ -627,8 +637,7 @@ impl Registry {
         if causes.is_empty() {
             Ok(())
         } else {
-            let kind = if res.custom { &res.kind } else { &res.kind };
-            Err(ApiError::invalid(&res.group, kind, &name, causes))
+            Err(ApiError::invalid(&res.group, &res.kind, &name, causes))
         }
     }
 
@@ -692,15 +701,17 @@ impl Registry {
                 .get("name")
                 .and_then(Value::as_str)
                 .is_some_and(|s| !s.is_empty());
-            if !has_name {
-                if let Some(prefix) = m.get("generateName").and_then(Value::as_str) {
-                    if !prefix.is_empty() {
-                        let name = format!("{prefix}{}", random_suffix(5));
-                        m.insert("name".into(), json!(name));
-                    }
-                }
+            if !has_name
+                && let Some(prefix) = m.get("generateName").and_then(Value::as_str)
+                && !prefix.is_empty()
+            {
+                let name = format!("{prefix}{}", random_suffix(5));
+                m.insert("name".into(), json!(name));
             }
-            if !m.get("name").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+            if m.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(|s| s.is_empty())
+            {
                 let kind = res.kind.clone();
                 return Err(ApiError::invalid(
                     &res.group,
@@ -739,7 +750,9 @@ impl Registry {
                         res.qualified_plural(),
                         meta_str(obj, "name").unwrap_or_default()
                     ));
-                    e.details = Some(json!({"name": meta_str(obj, "name").unwrap_or_default(), "kind": res.plural, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}));
+                    e.details = Some(Box::new(
+                        json!({"name": meta_str(obj, "name").unwrap_or_default(), "kind": res.plural, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}),
+                    ));
                     return Err(e);
                 }
                 Some(_) => {}
@@ -752,7 +765,11 @@ impl Registry {
             let status = super::controllers::established_status(obj, &now_rfc3339());
             obj["status"] = status;
             let m = meta_mut(obj);
-            let mut fins: Vec<Value> = m.get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut fins: Vec<Value> = m
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             if !fins.iter().any(|f| f == CRD_FINALIZER) {
                 fins.push(json!(CRD_FINALIZER));
             }
@@ -901,42 +918,39 @@ impl Registry {
                 obj["spec"]["clusterIPs"] = json!(["None"]);
             }
         }
-        if svc_type == "NodePort" || svc_type == "LoadBalancer" {
-            if let Some(ports) = obj
-                .pointer_mut("/spec/ports")
-                .and_then(Value::as_array_mut)
-            {
-                let mut next = 30000i64;
-                for p in ports.iter_mut() {
-                    if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
-                        if used_ports.contains(&np) {
-                            return Err(ApiError::invalid(
-                                "",
-                                "Service",
-                                &name,
-                                vec![StatusCause {
-                                    reason: "FieldValueInvalid".into(),
-                                    message: format!(
-                                        "Invalid value: {np}: provided port is already allocated"
-                                    ),
-                                    field: "spec.ports[0].nodePort".into(),
-                                }],
-                            ));
-                        }
-                        used_ports.insert(np);
-                        continue;
-                    }
-                    while used_ports.contains(&next) && next <= 32767 {
-                        next += 1;
-                    }
-                    if next > 32767 {
-                        return Err(ApiError::internal(
-                            "failed to allocate a nodePort: range is full",
+        if (svc_type == "NodePort" || svc_type == "LoadBalancer")
+            && let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut)
+        {
+            let mut next = 30000i64;
+            for p in ports.iter_mut() {
+                if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
+                    if used_ports.contains(&np) {
+                        return Err(ApiError::invalid(
+                            "",
+                            "Service",
+                            &name,
+                            vec![StatusCause {
+                                reason: "FieldValueInvalid".into(),
+                                message: format!(
+                                    "Invalid value: {np}: provided port is already allocated"
+                                ),
+                                field: "spec.ports[0].nodePort".into(),
+                            }],
                         ));
                     }
-                    p["nodePort"] = json!(next);
-                    used_ports.insert(next);
+                    used_ports.insert(np);
+                    continue;
                 }
+                while used_ports.contains(&next) && next <= 32767 {
+                    next += 1;
+                }
+                if next > 32767 {
+                    return Err(ApiError::internal(
+                        "failed to allocate a nodePort: range is full",
+                    ));
+                }
+                p["nodePort"] = json!(next);
+                used_ports.insert(next);
             }
         }
         Ok(())
@@ -957,12 +971,13 @@ impl Registry {
         let mut warnings = Vec::new();
         self.check_body(res, ns, &mut obj, Some(name))?;
         self.check_fields(res, &mut obj, opts.field_validation, &mut warnings)?;
-        let expected = match meta_str(&obj, "resourceVersion") {
-            None | Some("") => None,
-            Some(rv) => Some(rv.parse::<Revision>().map_err(|_| {
-                ApiError::bad_request(format!("invalid resourceVersion \"{rv}\""))
-            })?),
-        };
+        let expected =
+            match meta_str(&obj, "resourceVersion") {
+                None | Some("") => None,
+                Some(rv) => Some(rv.parse::<Revision>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion \"{rv}\""))
+                })?),
+            };
         let current = match self.store.get(&res.key(ns, name)).await? {
             Some(kv) => kv,
             None => {
@@ -974,15 +989,15 @@ impl Registry {
                 return Err(ApiError::not_found(&res.group, &res.plural, name));
             }
         };
-        if let Some(exp) = expected {
-            if exp != current.mod_revision {
-                return Err(ApiError::conflict(
-                    &res.group,
-                    &res.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+        if let Some(exp) = expected
+            && exp != current.mod_revision
+        {
+            return Err(ApiError::conflict(
+                &res.group,
+                &res.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         let old = self.decode(res, &current)?;
         let now = now_rfc3339();
@@ -1000,7 +1015,7 @@ impl Registry {
             sub,
             &merge_schema(res),
         );
-        self.write_update(res, ns, name, &current, old, obj, part, opts, warnings)
+        self.write_update(res, name, &current, old, obj, part, opts, warnings)
             .await
     }
 
@@ -1010,7 +1025,6 @@ impl Registry {
     async fn write_update(
         &self,
         res: &Resource,
-        ns: Option<&str>,
         name: &str,
         current: &KeyValue,
         old: Value,
@@ -1126,6 +1140,11 @@ impl Registry {
             });
         }
         if opts.dry_run {
+            // a dry run shows the object as it would be stored, at the live revision
+            meta_mut(&mut obj).insert(
+                "resourceVersion".into(),
+                json!(current.mod_revision.to_string()),
+            );
             return Ok(Written {
                 object: obj,
                 warnings,
@@ -1170,6 +1189,7 @@ impl Registry {
 
     // --------------------------------------------------------------- patch
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
         res: &Resource,
@@ -1197,7 +1217,11 @@ impl Registry {
                 .patch_once(res, ns, name, patch_type, body, part, opts)
                 .await;
             match result {
-                Err(e) if e.reason == "Conflict" && attempts < 5 && !e.message.contains("precondition") => {
+                Err(e)
+                    if e.reason == "Conflict"
+                        && attempts < 5
+                        && !e.message.contains("precondition") =>
+                {
                     continue;
                 }
                 other => return other,
@@ -1279,21 +1303,22 @@ impl Registry {
                     json!(current.mod_revision.to_string()),
                 );
                 return self
-                    .write_update(res, ns, name, &current, old, out, part, opts, discard)
+                    .write_update(res, name, &current, old, out, part, opts, discard)
                     .await;
             }
         };
         let mut obj = patched;
         // a resourceVersion in the patch is a precondition
-        if let Some(rv) = meta_str(&obj, "resourceVersion") {
-            if !rv.is_empty() && rv != current.mod_revision.to_string() {
-                return Err(ApiError::conflict(
-                    &res.group,
-                    &res.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+        if let Some(rv) = meta_str(&obj, "resourceVersion")
+            && !rv.is_empty()
+            && rv != current.mod_revision.to_string()
+        {
+            return Err(ApiError::conflict(
+                &res.group,
+                &res.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         let mut warnings = Vec::new();
         self.check_body(res, ns, &mut obj, Some(name))?;
@@ -1308,7 +1333,7 @@ impl Registry {
             sub,
             &merge_schema(res),
         );
-        self.write_update(res, ns, name, &current, old, obj, part, opts, warnings)
+        self.write_update(res, name, &current, old, obj, part, opts, warnings)
             .await
     }
 
@@ -1329,7 +1354,9 @@ impl Registry {
                     &res.group,
                     &res.plural,
                     name,
-                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    ),
                 ));
             }
         }
@@ -1340,7 +1367,9 @@ impl Registry {
                     &res.group,
                     &res.plural,
                     name,
-                    &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"),
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                    ),
                 ));
             }
         }
@@ -1353,10 +1382,11 @@ impl Registry {
             Some(Propagation::Orphan) if !fins.iter().any(|f| f == "orphan") => {
                 fins.push("orphan".into())
             }
-            Some(Propagation::Foreground) if !fins.iter().any(|f| f == "foregroundDeletion") => {
-                if has_dependents_hint(&old) || !already_deleting {
-                    fins.push("foregroundDeletion".into())
-                }
+            Some(Propagation::Foreground)
+                if !fins.iter().any(|f| f == "foregroundDeletion")
+                    && (has_dependents_hint(&old) || !already_deleting) =>
+            {
+                fins.push("foregroundDeletion".into())
             }
             _ => {}
         }
@@ -1490,7 +1520,6 @@ impl Registry {
     /// bypassing request decoding but not metadata rules.
     pub async fn controller_update(
         &self,
-        res: &Resource,
         key: &str,
         rev: Revision,
         obj: Value,
@@ -1584,7 +1613,9 @@ fn custom_meta_causes(obj: &Value) -> Vec<StatusCause> {
     } else {
         vec![StatusCause {
             reason: "FieldValueInvalid".into(),
-            message: format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
+            message: format!(
+                "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+            ),
             field: "metadata.name".into(),
         }]
     }
@@ -1605,9 +1636,7 @@ fn patch_error(e: patch::PatchError) -> ApiError {
     match e {
         patch::PatchError::BadRequest(m) => ApiError::bad_request(m),
         patch::PatchError::Unprocessable(m) => ApiError::unprocessable(m),
-        patch::PatchError::UnsupportedMediaType(m) => {
-            ApiError::new(415, "UnsupportedMediaType", m)
-        }
+        patch::PatchError::UnsupportedMediaType(m) => ApiError::new(415, "UnsupportedMediaType", m),
         patch::PatchError::RequestEntityTooLarge(m) => {
             ApiError::new(413, "RequestEntityTooLarge", m)
         }
@@ -1618,12 +1647,12 @@ fn apply_error(res: &Resource, name: &str, e: patch::ApplyError) -> ApiError {
     match e {
         patch::ApplyError::Conflicts(c) => {
             let mut err = ApiError::new(409, "Conflict", patch::conflict_message(&c));
-            err.details = Some(json!({
+            err.details = Some(Box::new(json!({
                 "name": name,
                 "group": res.group,
                 "kind": res.plural,
                 "causes": c.iter().map(|x| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", x.manager), "field": x.field})).collect::<Vec<_>>(),
-            }));
+            })));
             err
         }
         patch::ApplyError::Invalid(m) => ApiError::unprocessable(m),
@@ -1672,7 +1701,11 @@ pub fn encode_continue(rev: Revision, key: &str) -> String {
 
 pub fn decode_continue(tok: &str) -> ApiResult<(Revision, String)> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(tok.trim_end_matches('='))
         .map_err(|_| bad())?;
@@ -1689,19 +1722,29 @@ mod tests {
     #[test]
     fn continue_roundtrip() {
         let t = encode_continue(42, "/registry/core/pods/default/x");
-        assert_eq!(decode_continue(&t).unwrap(), (42, "/registry/core/pods/default/x".into()));
+        assert_eq!(
+            decode_continue(&t).unwrap(),
+            (42, "/registry/core/pods/default/x".into())
+        );
         assert!(decode_continue("!!!").is_err());
     }
 
     #[test]
     fn qos() {
-        assert_eq!(qos_class(&json!({"spec": {"containers": [{}]}})), "BestEffort");
         assert_eq!(
-            qos_class(&json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}})),
+            qos_class(&json!({"spec": {"containers": [{}]}})),
+            "BestEffort"
+        );
+        assert_eq!(
+            qos_class(
+                &json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}})
+            ),
             "Guaranteed"
         );
         assert_eq!(
-            qos_class(&json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}})),
+            qos_class(
+                &json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}})
+            ),
             "Burstable"
         );
     }

@@ -30,7 +30,8 @@ pub fn handle(
     obj["metadata"] = meta;
     match res.kind.as_str() {
         "SelfSubjectReview" => {
-            obj["status"] = json!({ "userInfo": { "username": identity.user, "groups": identity.groups } });
+            obj["status"] =
+                json!({ "userInfo": { "username": identity.user, "groups": identity.groups } });
         }
         "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview" => {
             if obj.get("spec").is_none_or(|s| !s.is_object()) {
@@ -55,9 +56,14 @@ pub fn handle(
             });
         }
         "TokenReview" => {
-            let token = obj.pointer("/spec/token").and_then(Value::as_str).unwrap_or_default();
+            let token = obj
+                .pointer("/spec/token")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             obj["status"] = match app.authn.token_identity(token) {
-                Some(id) => json!({ "authenticated": true, "user": { "username": id.user, "groups": id.groups } }),
+                Some(id) => {
+                    json!({ "authenticated": true, "user": { "username": id.user, "groups": id.groups } })
+                }
                 None => json!({ "authenticated": false }),
             };
         }

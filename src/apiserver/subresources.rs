@@ -38,18 +38,23 @@ pub async fn handle(
         "finalize" if res.group.is_empty() && res.kind == "Namespace" && *method == Method::PUT => {
             finalize(app, res, name, q, headers, body).await
         }
-        "binding" if is_pod && *method == Method::POST => binding(app, res, ns, name, headers, body).await,
-        "eviction" if is_pod && *method == Method::POST => eviction(app, res, ns, name, headers, body).await,
+        "binding" if is_pod && *method == Method::POST => {
+            binding(app, res, ns, name, headers, body).await
+        }
+        "eviction" if is_pod && *method == Method::POST => {
+            eviction(app, res, ns, name, headers, body).await
+        }
         "ephemeralcontainers" if is_pod => {
             ephemeral(app, res, ns, name, method, q, headers, body).await
         }
-        "log" | "exec" | "attach" | "portforward" if is_pod => Err(ApiError::service_unavailable(format!(
-            "pods \"{name}\": the {sub} subresource needs a kubelet on the pod's node; this server runs no kubelet yet"
-        ))),
-        s if s == "proxy" || s.starts_with("proxy/") => Err(ApiError::service_unavailable(format!(
-            "{} \"{name}\": proxy is not available yet",
-            res.plural
-        ))),
+        "log" | "exec" | "attach" | "portforward" if is_pod => {
+            Err(ApiError::service_unavailable(format!(
+                "pods \"{name}\": the {sub} subresource needs a kubelet on the pod's node; this server runs no kubelet yet"
+            )))
+        }
+        s if s == "proxy" || s.starts_with("proxy/") => Err(ApiError::service_unavailable(
+            format!("{} \"{name}\": proxy is not available yet", res.plural),
+        )),
         _ => Err(handlers::not_found_path("")),
     }
 }
@@ -71,9 +76,13 @@ async fn status(
             Ok(json_response(StatusCode::OK, &obj, &[]))
         }
         Method::PUT => {
-            let obj = negotiate::decode_body(headers, &body, Some((&res.api_version(), &res.kind)))?;
+            let obj =
+                negotiate::decode_body(headers, &body, Some((&res.api_version(), &res.kind)))?;
             let wo = write_opts(q, headers)?;
-            let w = app.registry.update(res, ns, name, obj, Part::Status, &wo).await?;
+            let w = app
+                .registry
+                .update(res, ns, name, obj, Part::Status, &wo)
+                .await?;
             Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
         }
         Method::PATCH => handlers::patch(app, res, ns, name, Part::Status, q, headers, &body).await,
@@ -104,11 +113,13 @@ fn write_opts(q: &Query, headers: &HeaderMap) -> ApiResult<WriteOptions> {
 }
 
 fn pointer_of(path: &str) -> String {
-    path.trim_start_matches('.').split('.').fold(String::new(), |mut acc, seg| {
-        acc.push('/');
-        acc.push_str(seg);
-        acc
-    })
+    path.trim_start_matches('.')
+        .split('.')
+        .fold(String::new(), |mut acc, seg| {
+            acc.push('/');
+            acc.push_str(seg);
+            acc
+        })
 }
 
 /// The autoscaling/v1 Scale view of an object.
@@ -116,8 +127,14 @@ fn scale_of(res: &Resource, obj: &Value) -> Value {
     let Some(paths) = &res.scale else {
         return json!({});
     };
-    let spec = obj.pointer(&pointer_of(&paths.spec_replicas)).cloned().unwrap_or(json!(0));
-    let status = obj.pointer(&pointer_of(&paths.status_replicas)).cloned().unwrap_or(json!(0));
+    let spec = obj
+        .pointer(&pointer_of(&paths.spec_replicas))
+        .cloned()
+        .unwrap_or(json!(0));
+    let status = obj
+        .pointer(&pointer_of(&paths.status_replicas))
+        .cloned()
+        .unwrap_or(json!(0));
     let mut selector = paths
         .label_selector
         .as_deref()
@@ -132,7 +149,13 @@ fn scale_of(res: &Resource, obj: &Value) -> Value {
     }
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
     let mut meta = json!({});
-    for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = m.get(k) {
             meta[k] = v.clone();
         }
@@ -153,9 +176,16 @@ fn scale_of(res: &Resource, obj: &Value) -> Value {
 /// `matchLabels` / RC map selectors as a label-selector string.
 fn selector_string(sel: &Value) -> String {
     let mut parts = Vec::new();
-    let labels = sel.get("matchLabels").and_then(Value::as_object).or_else(|| {
-        if sel.get("matchExpressions").is_none() { sel.as_object() } else { None }
-    });
+    let labels = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .or_else(|| {
+            if sel.get("matchExpressions").is_none() {
+                sel.as_object()
+            } else {
+                None
+            }
+        });
     if let Some(m) = labels {
         for (k, v) in m {
             parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
@@ -198,15 +228,18 @@ async fn scale(
         Method::GET => return Ok(json_response(StatusCode::OK, &current, &[])),
         Method::PUT => {
             let s = negotiate::decode_body(headers, &body, Some(("autoscaling/v1", "Scale")))?;
-            if let Some(rv) = s.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-                if !rv.is_empty() && rv != kv.mod_revision.to_string() {
-                    return Err(ApiError::conflict(
-                        &res.group,
-                        &res.plural,
-                        name,
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    ));
-                }
+            if let Some(rv) = s
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                && !rv.is_empty()
+                && rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(
+                    &res.group,
+                    &res.plural,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
             }
             s
         }
@@ -225,7 +258,11 @@ async fn scale(
                     crate::api::patch::strategic_merge_patch(&current, &body, &schema)
                 }
                 None => {
-                    return Err(ApiError::new(415, "UnsupportedMediaType", format!("unsupported patch type {ct:?}")));
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        format!("unsupported patch type {ct:?}"),
+                    ));
                 }
             };
             patched.map_err(|e| ApiError::bad_request(e.to_string()))?
@@ -236,7 +273,10 @@ async fn scale(
             ));
         }
     };
-    let replicas = desired.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+    let replicas = desired
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     if replicas < 0 {
         return Err(ApiError::invalid(
             "autoscaling",
@@ -259,8 +299,15 @@ async fn scale(
         m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     }
     let wo = write_opts(q, headers)?;
-    let w = app.registry.update(res, ns, name, next, Part::Main, &wo).await?;
-    Ok(json_response(StatusCode::OK, &scale_of(res, &w.object), &w.warnings))
+    let w = app
+        .registry
+        .update(res, ns, name, next, Part::Main, &wo)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &scale_of(res, &w.object),
+        &w.warnings,
+    ))
 }
 
 /// Set a JSON pointer, creating intermediate objects.
@@ -290,13 +337,19 @@ async fn finalize(
 ) -> ApiResult<Response> {
     let body = negotiate::decode_body(headers, &body, Some(("v1", "Namespace")))?;
     let (kv, mut obj) = app.registry.get_kv(res, None, name).await?;
-    let fins = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+    let fins = body
+        .pointer("/spec/finalizers")
+        .cloned()
+        .unwrap_or(json!([]));
     obj["spec"]["finalizers"] = fins;
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     }
     let wo = write_opts(q, headers)?;
-    let w = app.registry.update(res, None, name, obj, Part::Main, &wo).await?;
+    let w = app
+        .registry
+        .update(res, None, name, obj, Part::Main, &wo)
+        .await?;
     Ok(json_response(StatusCode::OK, &w.object, &[]))
 }
 
@@ -329,26 +382,41 @@ async fn binding(
     for _ in 0..5 {
         let (kv, mut pod) = app.registry.get_kv(res, ns, name).await?;
         if pod.pointer("/metadata/deletionTimestamp").is_some() {
-            return Err(ApiError::conflict("", "pods", name, "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
-        if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str) {
-            if !existing.is_empty() {
-                return Err(ApiError::conflict(
-                    "",
-                    "pods",
-                    name,
-                    &format!("pod {name} is already assigned to node \"{existing}\""),
-                ));
-            }
+        if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str)
+            && !existing.is_empty()
+        {
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                name,
+                &format!("pod {name} is already assigned to node \"{existing}\""),
+            ));
         }
         pod["spec"]["nodeName"] = json!(node);
         let now = super::registry::now_rfc3339();
         let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
-        let conds = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+        let conds = pod["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conds: Vec<Value> = conds
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .collect();
         conds.push(cond);
         pod["status"]["conditions"] = json!(conds);
-        match app.registry.controller_update(res, &kv.key, kv.mod_revision, pod).await {
+        match app
+            .registry
+            .controller_update(&kv.key, kv.mod_revision, pod)
+            .await
+        {
             Ok(_) => {
                 let s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
                 return Ok(json_response(StatusCode::CREATED, &s, &[]));
@@ -357,7 +425,12 @@ async fn binding(
             Err(e) => return Err(ApiError::from_store(e, "", "pods", name)),
         }
     }
-    Err(ApiError::conflict("", "pods", name, "too many concurrent updates"))
+    Err(ApiError::conflict(
+        "",
+        "pods",
+        name,
+        "too many concurrent updates",
+    ))
 }
 
 async fn eviction(
@@ -398,17 +471,32 @@ async fn ephemeral(
         Method::GET => return Ok(json_response(StatusCode::OK, &pod, &[])),
         Method::PUT => negotiate::decode_body(headers, &body, Some(("v1", "Pod")))?,
         Method::PATCH => {
-            let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let ct = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             let schema = crate::api::patch::BuiltinMergeSchema::for_kind("", "Pod");
             match PatchType::from_content_type(ct) {
                 Some(PatchType::Json) => crate::api::patch::json_patch(&pod, &body),
                 Some(PatchType::Merge) => crate::api::patch::merge_patch(&pod, &body),
-                Some(PatchType::Strategic) => crate::api::patch::strategic_merge_patch(&pod, &body, &schema),
-                _ => return Err(ApiError::new(415, "UnsupportedMediaType", format!("unsupported patch type {ct:?}"))),
+                Some(PatchType::Strategic) => {
+                    crate::api::patch::strategic_merge_patch(&pod, &body, &schema)
+                }
+                _ => {
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        format!("unsupported patch type {ct:?}"),
+                    ));
+                }
             }
             .map_err(|e| ApiError::bad_request(e.to_string()))?
         }
-        _ => return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
     };
     let mut next = pod.clone();
     next["spec"]["ephemeralContainers"] = desired
@@ -419,7 +507,10 @@ async fn ephemeral(
         m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     }
     let wo = write_opts(q, headers)?;
-    let w = app.registry.update(res, ns, name, next, Part::Main, &wo).await?;
+    let w = app
+        .registry
+        .update(res, ns, name, next, Part::Main, &wo)
+        .await?;
     Ok(json_response(StatusCode::OK, &w.object, &[]))
 }
 
@@ -429,10 +520,15 @@ mod tests {
 
     #[test]
     fn selector_strings() {
-        assert_eq!(selector_string(&json!({"matchLabels": {"app": "web"}})), "app=web");
+        assert_eq!(
+            selector_string(&json!({"matchLabels": {"app": "web"}})),
+            "app=web"
+        );
         assert_eq!(selector_string(&json!({"app": "web"})), "app=web");
         assert_eq!(
-            selector_string(&json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["x", "y"]}]})),
+            selector_string(
+                &json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["x", "y"]}]})
+            ),
             "a in (x,y)"
         );
     }

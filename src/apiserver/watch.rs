@@ -32,19 +32,23 @@ struct Watcher {
 }
 
 impl Watcher {
-    /// Encode one event line, or None when the object does not match.
-    fn encode(&self, kind: &str, kv: &KeyValue) -> Option<Bytes> {
+    /// Encode one event line as chunks (None when the object does not match).
+    /// Unfiltered JSON watches share the stored bytes: no copy per watcher.
+    fn encode(&self, kind: &str, kv: &KeyValue) -> Option<[Bytes; 3]> {
         let raw_ok = !self.filtering
             && self.out == Output::Json
             && (!self.res.custom || self.res.version == self.res.storage_version);
         if raw_ok {
-            let mut buf = Vec::with_capacity(kv.value.len() + 32);
-            buf.extend_from_slice(b"{\"type\":\"");
-            buf.extend_from_slice(kind.as_bytes());
-            buf.extend_from_slice(b"\",\"object\":");
-            buf.extend_from_slice(&kv.value);
-            buf.extend_from_slice(b"}\n");
-            return Some(Bytes::from(buf));
+            let prefix: &'static [u8] = match kind {
+                "ADDED" => b"{\"type\":\"ADDED\",\"object\":",
+                "MODIFIED" => b"{\"type\":\"MODIFIED\",\"object\":",
+                _ => b"{\"type\":\"DELETED\",\"object\":",
+            };
+            return Some([
+                Bytes::from_static(prefix),
+                kv.value.clone(),
+                Bytes::from_static(b"}\n"),
+            ]);
         }
         let obj = self.app.registry.decode(&self.res, kv).ok()?;
         if self.filtering && !(self.opts.label.matches(&obj) && self.opts.field.matches(&obj)) {
@@ -52,13 +56,22 @@ impl Watcher {
         }
         let rendered = match self.out {
             Output::Json => obj,
-            Output::PartialMetadata => negotiate::partial_metadata(&obj),
+            Output::PartialMetadata => negotiate::partial_metadata_owned(obj),
             Output::Table(include) => {
-                let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
-                negotiate::table(&self.res, std::slice::from_ref(&obj), include, json!({"resourceVersion": rv}), true)
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(json!(""));
+                negotiate::table(
+                    &self.res,
+                    vec![obj],
+                    include,
+                    json!({"resourceVersion": rv}),
+                    true,
+                )
             }
         };
-        Some(line(kind, &rendered))
+        Some([line(kind, &rendered), Bytes::new(), Bytes::new()])
     }
 
     fn bookmark(&self, rev: Revision, initial_end: bool) -> Bytes {
@@ -73,6 +86,18 @@ impl Watcher {
         });
         line("BOOKMARK", &obj)
     }
+}
+
+async fn send_all(
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    chunks: [Bytes; 3],
+) -> Result<(), ()> {
+    for c in chunks {
+        if !c.is_empty() && tx.send(Ok(c)).await.is_err() {
+            return Err(());
+        }
+    }
+    Ok(())
 }
 
 fn line(kind: &str, obj: &Value) -> Bytes {
@@ -100,7 +125,10 @@ pub async fn serve(
     opts: ListOptions,
     out: Output,
 ) -> ApiResult<Response> {
-    let bookmarks = matches!(q.get("allowWatchBookmarks").map(String::as_str), Some("true") | Some("1"));
+    let bookmarks = matches!(
+        q.get("allowWatchBookmarks").map(String::as_str),
+        Some("true") | Some("1")
+    );
     let send_initial = match q.get("sendInitialEvents").map(String::as_str) {
         Some("true") | Some("1") => Some(true),
         Some("false") | Some("0") => Some(false),
@@ -117,7 +145,10 @@ pub async fn serve(
         ));
     }
     let timeout = match q.get("timeoutSeconds") {
-        Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?),
+        Some(t) => Duration::from_secs(
+            t.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?,
+        ),
         None => Duration::from_secs(1800 + rand::random::<u64>() % 1800),
     };
     let rv = opts.resource_version.clone().unwrap_or_default();
@@ -128,7 +159,10 @@ pub async fn serve(
     let start_rev: Option<Revision> = if initial_state || rv.is_empty() || rv == "0" {
         None
     } else {
-        Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))?)
+        Some(
+            rv.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))?,
+        )
     };
     let prefix = match opts.field.exact_name() {
         Some(name) if !name.is_empty() => res.key(ns, name),
@@ -142,7 +176,7 @@ pub async fn serve(
         out,
         app: app.clone(),
     };
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(768);
     app.metrics.watchers.fetch_add(1, Ordering::Relaxed);
     let guard = WatchGuard(app.clone());
     let app2 = app.clone();
@@ -157,7 +191,11 @@ pub async fn serve(
             list_opts.continue_token = None;
             list_opts.resource_version = None;
             list_opts.resource_version_match = None;
-            match app2.registry.list(&w.res, ns_owned.as_deref(), &list_opts).await {
+            match app2
+                .registry
+                .list(&w.res, ns_owned.as_deref(), &list_opts)
+                .await
+            {
                 Ok(listed) => {
                     after = listed.revision;
                     if initial_state {
@@ -165,10 +203,10 @@ pub async fn serve(
                             if exact_key && kv.key != prefix {
                                 continue;
                             }
-                            if let Some(b) = w.encode("ADDED", kv) {
-                                if tx.send(Ok(b)).await.is_err() {
-                                    return;
-                                }
+                            if let Some(chunks) = w.encode("ADDED", kv)
+                                && send_all(&tx, chunks).await.is_err()
+                            {
+                                return;
                             }
                         }
                     }
@@ -184,13 +222,20 @@ pub async fn serve(
         }
         let stream = match app2.registry.store.watch(&prefix, after) {
             Ok(s) => s,
-            Err(StoreError::Compacted { requested, compacted }) => {
-                let e = ApiError::gone(format!("too old resource version: {requested} ({compacted})"));
+            Err(StoreError::Compacted {
+                requested,
+                compacted,
+            }) => {
+                let e = ApiError::gone(format!(
+                    "too old resource version: {requested} ({compacted})"
+                ));
                 let _ = tx.send(Ok(error_line(&e))).await;
                 return;
             }
             Err(e) => {
-                let _ = tx.send(Ok(error_line(&ApiError::internal(e.to_string())))).await;
+                let _ = tx
+                    .send(Ok(error_line(&ApiError::internal(e.to_string()))))
+                    .await;
                 return;
             }
         };
@@ -221,9 +266,8 @@ pub async fn serve(
                                 EventKind::Modified => "MODIFIED",
                                 EventKind::Deleted => "DELETED",
                             };
-                            if let Some(b) = w.encode(kind, &ev.kv) {
-                                if tx.send(Ok(b)).await.is_err() { return; }
-                            }
+                            if let Some(chunks) = w.encode(kind, &ev.kv)
+                                && send_all(&tx, chunks).await.is_err() { return; }
                         }
                         Err(StoreError::Compacted { requested, compacted }) => {
                             let e = ApiError::gone(format!("too old resource version: {requested} ({compacted})"));
@@ -239,5 +283,7 @@ pub async fn serve(
             }
         }
     });
-    Ok(stream_response(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    Ok(stream_response(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ))
 }

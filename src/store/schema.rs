@@ -79,10 +79,12 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     }
     conn.execute_batch("PRAGMA synchronous = NORMAL;")
         .map_err(sql_err)?;
-    // Larger checkpoints amortise the database fsync; the WAL is truncated
-    // back to this size after each checkpoint.
+    // Checkpoints run on their own thread (see `open_checkpointer`), off
+    // the write path; this only catches a WAL that grew far beyond that
+    // thread's threshold. The WAL is truncated back to 64 MiB after a
+    // checkpoint.
     conn.execute_batch(
-        "PRAGMA wal_autocheckpoint = 1000;
+        "PRAGMA wal_autocheckpoint = 25000;
          PRAGMA journal_size_limit = 67108864;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -16384;",
@@ -103,6 +105,21 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         }
     }
     tx.commit().map_err(sql_err)?;
+    Ok(conn)
+}
+
+/// A connection that only runs checkpoints (the writer opened the database
+/// first). `NORMAL` makes a checkpoint sync the WAL before copying it and the
+/// database after.
+pub(super) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")
+        .map_err(sql_err)?;
     Ok(conn)
 }
 

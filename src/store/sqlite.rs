@@ -5,10 +5,11 @@
 //! Invariants: reads at the head are answered from the cache (memory) under
 //! its read lock, so an answer and the revision it reports agree; reads of
 //! history run on tokio's blocking pool in one SQLite read transaction each,
-//! never on the async runtime; writes only ever go through the writer thread
-//! (`writer.rs`); a database file is used by one process at a time (an
-//! advisory lock next to it); the database and its WAL are created mode 0600
-//! because they hold Secrets.
+//! never on the async runtime, and never report a row above the cache's head
+//! (SQLite may hold committed rows whose fsync is still running); writes
+//! only ever go through the writer thread (`writer.rs`); a database file is
+//! used by one process at a time (an advisory lock next to it); the database
+//! and its WAL are created mode 0600 because they hold Secrets.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -44,9 +45,10 @@ pub struct SqliteOptions {
     pub synchronous_full: bool,
     /// Most writes committed in one transaction.
     pub max_batch: usize,
-    /// Read-only connections.
+    /// Read-only connections for reads of history (watchers catching up
+    /// from before the watch cache, lists at past revisions).
     pub readers: usize,
-    /// Events kept in memory for watchers.
+    /// Most recent events kept in memory for watchers.
     pub watch_cache_events: usize,
 }
 
@@ -68,37 +70,48 @@ pub struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    /// Opens (creating if needed) the database at `path` and starts the
-    /// writer. Fails if another process has it open.
+    /// Opens (creating if needed) the database at `path`, loads the live
+    /// keys and the newest events into memory and starts the writer. Fails if
+    /// another process (or another open in this one) has it.
     pub async fn open(path: &Path, opts: SqliteOptions) -> Result<Arc<Self>, StoreError> {
         let path = path.to_owned();
         let reader_count = opts.readers.max(1);
         let ring_capacity = opts.watch_cache_events;
         let synchronous_full = opts.synchronous_full;
-        let (lock, conn, wal, loaded, readers) = tokio::task::spawn_blocking(move || {
-            prepare_files(&path)?;
-            let lock = lock_database(&path)?;
-            let conn = schema::open_writer(&path)?;
-            let wal = if synchronous_full {
-                Some(open_wal(&path)?)
-            } else {
-                None
-            };
-            let loaded = schema::load(&conn, ring_capacity)?;
-            let readers = (0..reader_count)
-                .map(|_| schema::open_reader(&path))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, StoreError>((lock, conn, wal, loaded, readers))
-        })
-        .await
-        .map_err(|err| StoreError::Sqlite(format!("opening the store failed: {err}")))??;
+        let (lock, conn, checkpoints, wal, loaded, readers) =
+            tokio::task::spawn_blocking(move || {
+                prepare_files(&path)?;
+                let lock = lock_database(&path)?;
+                let conn = schema::open_writer(&path)?;
+                let checkpoints = schema::open_checkpointer(&path)?;
+                let wal = if synchronous_full {
+                    Some(open_wal(&path)?)
+                } else {
+                    None
+                };
+                let loaded = schema::load(&conn, ring_capacity)?;
+                let readers = (0..reader_count)
+                    .map(|_| schema::open_reader(&path))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok::<_, StoreError>((lock, conn, checkpoints, wal, loaded, readers))
+            })
+            .await
+            .map_err(|err| StoreError::Sqlite(format!("opening the store failed: {err}")))??;
 
         let (head, compact) = (loaded.head, loaded.compact);
         tracing::info!(head, compact, keys = loaded.index.len(), "store opened");
         let cache = Arc::new(Cache::new(loaded, ring_capacity));
         let max_batch = opts.max_batch.max(1);
         let (commands, rx) = mpsc::channel(max_batch.saturating_mul(4).max(1024));
-        writer::start(conn, Arc::clone(&cache), max_batch, wal, lock, rx)?;
+        writer::start(
+            conn,
+            checkpoints,
+            Arc::clone(&cache),
+            max_batch,
+            wal,
+            lock,
+            rx,
+        )?;
         Ok(Arc::new(SqliteBackend {
             commands,
             cache,

@@ -6,21 +6,24 @@
 //! Invariants: revisions are assigned here and only here, one per successful
 //! write, in arrival order; a batch of up to `max_batch` queued writes is one
 //! transaction in which each operation's precondition is checked against the
-//! committed state (the cache's index, overlaid with batches committed but
-//! not yet published, overlaid with the earlier operations of the batch); an
+//! committed state (the writer's own map of live keys, which includes batches
+//! committed but not yet published) overlaid with the earlier operations of
+//! the batch; an
 //! operation whose precondition fails is answered alone and consumes no
 //! revision; an SQLite failure rolls the whole batch back and every operation
 //! in it gets the error. Nothing is answered and nothing reaches the cache
 //! before the WAL holding it has been fsynced (with `synchronous_full`;
 //! otherwise before the commit returned): while the syncer fsyncs, the writer
 //! already builds the next batch, and one fsync covers every batch committed
-//! before it started. Batches are published in commit order. If an fsync
+//! before it started. Batches are published in commit order. Checkpoints
+//! run on a third thread with its own connection, nudged by the writer every
+//! few MiB of log, so the write path never waits for one. If an fsync
 //! fails, nothing after it is ever acknowledged: the store refuses writes
 //! until reopened. Each write is one appended log row. Neither thread ever
 //! blocks the async runtime: they are fed through a channel and answer
 //! through oneshots.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc as std_mpsc};
@@ -39,6 +42,9 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// Committed batches the syncer may lag behind before the writer waits.
 const UNSYNCED_BATCHES: usize = 64;
+
+/// Log bytes written between two checkpoint nudges (about 1,000 pages).
+const CHECKPOINT_EVERY_BYTES: usize = 4 << 20;
 
 pub(super) enum Command {
     Write(WriteOp),
@@ -102,14 +108,63 @@ pub(super) struct Writer {
     compact: Revision,
     max_batch: usize,
     cache: Arc<Cache>,
-    /// Keys written by batches committed but not yet published: their
-    /// latest value and whether it is live.
-    unpublished: HashMap<Entry, bool>,
+    /// Every live key as of the last commit (published or not): what
+    /// preconditions are checked against, without touching the cache lock.
+    live: HashSet<Entry>,
     syncer: std_mpsc::SyncSender<Committed>,
     /// Set by the syncer when an fsync failed.
     failed: Arc<AtomicBool>,
+    checkpointer: Checkpointer,
     /// Held for the writer's lifetime: one process per database.
     lock: File,
+}
+
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own thread when nudged. A
+/// passive checkpoint never blocks the writer or readers; SQLite restarts
+/// the WAL from the top at the next write once a checkpoint got through.
+struct Checkpointer {
+    nudge: Option<std_mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    written: usize,
+}
+
+impl Checkpointer {
+    fn start(conn: Connection) -> Result<Checkpointer, std::io::Error> {
+        let (nudge, nudged) = std_mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("skiff-store-checkpoint".to_owned())
+            .spawn(move || {
+                while nudged.recv().is_ok() {
+                    if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                        tracing::warn!(error = %err, "store checkpoint failed");
+                    }
+                }
+            })?;
+        Ok(Checkpointer {
+            nudge: Some(nudge),
+            thread: Some(thread),
+            written: 0,
+        })
+    }
+
+    /// Counts log bytes written; nudges the thread every few MiB.
+    fn wrote(&mut self, bytes: usize) {
+        self.written += bytes;
+        if self.written >= CHECKPOINT_EVERY_BYTES {
+            self.written = 0;
+            if let Some(nudge) = &self.nudge {
+                // Full means a checkpoint is pending already.
+                let _ = nudge.try_send(());
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        self.nudge = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The operations of the batch being built, applied to the open transaction.
@@ -123,16 +178,11 @@ struct Batch {
 }
 
 impl Batch {
-    fn apply(&mut self, conn: &Connection, writer: (&Cache, &HashMap<Entry, bool>), op: WriteOp) {
-        let (cache, unpublished) = writer;
-        let known = self
-            .overlay
-            .get_key_value(op.key.as_str())
-            .or_else(|| unpublished.get_key_value(op.key.as_str()));
-        let current = match known {
+    fn apply(&mut self, conn: &Connection, live: &HashSet<Entry>, op: WriteOp) {
+        let current = match self.overlay.get_key_value(op.key.as_str()) {
             Some((entry, true)) => Some(Arc::clone(&entry.0)),
             Some((_, false)) => None,
-            None => cache.get(&op.key),
+            None => live.get(op.key.as_str()).map(|entry| Arc::clone(&entry.0)),
         };
         match apply_one(conn, op.key, current, op.kind, self.head + 1) {
             Ok(change) => {
@@ -159,10 +209,20 @@ fn remember(map: &mut HashMap<Entry, bool>, change: &Change) {
     );
 }
 
-/// Starts the writer and its syncer. `wal` is the database's WAL file, to be
-/// fsynced before acknowledging (`None`: acknowledge after the commit).
+fn apply_to_live(live: &mut HashSet<Entry>, change: &Change) {
+    if change.kind == EventKind::Deleted {
+        live.remove(change.kv.key.as_str());
+    } else {
+        live.replace(Entry(Arc::clone(&change.kv)));
+    }
+}
+
+/// Starts the writer, its syncer and its checkpointer. `wal` is the
+/// database's WAL file, to be fsynced before acknowledging (`None`:
+/// acknowledge after the commit); `checkpoints` the checkpointer's connection.
 pub(super) fn start(
     conn: Connection,
+    checkpoints: Connection,
     cache: Arc<Cache>,
     max_batch: usize,
     wal: Option<File>,
@@ -182,15 +242,18 @@ pub(super) fn start(
         .name("skiff-store-sync".to_owned())
         .spawn(move || syncer.run(syncer_rx))
         .map_err(spawn_error)?;
+    let live: HashSet<Entry> = cache.read().index.iter().cloned().collect();
+    let checkpointer = Checkpointer::start(checkpoints).map_err(spawn_error)?;
     let writer = Writer {
         conn,
         head: cache.head(),
         compact: cache.compact(),
         max_batch: max_batch.max(1),
         cache,
-        unpublished: HashMap::new(),
+        live,
         syncer: syncer_tx,
         failed,
+        checkpointer,
         lock,
     };
     std::thread::Builder::new()
@@ -240,11 +303,12 @@ impl Writer {
         }
     }
 
-    fn shutdown(self) {
+    fn shutdown(mut self) {
         let (done, published) = std_mpsc::channel();
         self.hand_over(Committed::Drain(done));
         let _ = published.recv();
         drop(self.syncer);
+        self.checkpointer.stop();
         self.cache.close();
         // Best effort: fold the WAL back so the next open starts small.
         if let Err(err) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
@@ -270,12 +334,6 @@ impl Writer {
             )));
             return None;
         }
-        // Forget what the cache already shows.
-        let published = self.cache.head();
-        self.unpublished
-            .retain(|entry, _| entry.0.mod_revision > published);
-
-        let cache = Arc::clone(&self.cache);
         let mut batch = Batch {
             head: self.head,
             overlay: HashMap::new(),
@@ -293,11 +351,10 @@ impl Writer {
                 batch.fatal = Some(sql_err(err));
             }
             Ok(tx) => {
-                let known = (&*cache, &self.unpublished);
-                batch.apply(&tx, known, first);
+                batch.apply(&tx, &self.live, first);
                 while batch.answers.len() < self.max_batch && batch.fatal.is_none() {
                     match rx.try_recv() {
-                        Ok(Command::Write(op)) => batch.apply(&tx, known, op),
+                        Ok(Command::Write(op)) => batch.apply(&tx, &self.live, op),
                         Ok(other) => {
                             carried = Some(other);
                             break;
@@ -324,7 +381,9 @@ impl Writer {
         }
         self.head = batch.head;
         for change in &batch.changes {
-            remember(&mut self.unpublished, change);
+            apply_to_live(&mut self.live, change);
+            self.checkpointer
+                .wrote(change.kv.value.len() + change.kv.key.len());
         }
         self.hand_over(Committed::Batch {
             head: batch.head,
@@ -565,7 +624,7 @@ impl Template {
             metadata.insert("resourceVersion".to_owned(), Value::Null);
         }
         // The same compact form serde_json::to_vec writes, field by field.
-        let mut bytes = Vec::with_capacity(1024);
+        let mut bytes = Vec::with_capacity(512);
         let mut split = 0;
         let json = |err: serde_json::Error| err.to_string();
         bytes.push(b'{');
@@ -596,20 +655,47 @@ impl Template {
             }
         }
         bytes.push(b'}');
+        // Room for the revision, so the writer renders without allocating;
+        // no more, since the buffer is what the cache keeps.
+        bytes.shrink_to(bytes.len() + REVISION_ROOM);
+        bytes.reserve_exact(REVISION_ROOM);
         Ok(Template { bytes, split })
     }
 
     /// The object's JSON with `"resourceVersion":"<revision>"`.
-    pub(super) fn render(&self, revision: Revision) -> Bytes {
-        let (head, tail) = self.bytes.split_at(self.split.min(self.bytes.len()));
-        let mut out = Vec::with_capacity(self.bytes.len() + 22);
-        out.extend_from_slice(head);
-        out.push(b'"');
-        out.extend_from_slice(revision.to_string().as_bytes());
-        out.push(b'"');
-        out.extend_from_slice(tail);
-        Bytes::from(out)
+    pub(super) fn render(self, revision: Revision) -> Bytes {
+        let Template { mut bytes, split } = self;
+        let mut digits = [0u8; REVISION_ROOM];
+        let quoted = quoted_decimal(revision, &mut digits);
+        let split = split.min(bytes.len());
+        bytes.splice(split..split, quoted.iter().copied());
+        Bytes::from(bytes)
     }
+}
+
+/// Bytes of `"-9223372036854775808"` (the longest quoted i64).
+const REVISION_ROOM: usize = 22;
+
+/// `value` as a quoted decimal JSON string, written into `buf`.
+fn quoted_decimal(value: i64, buf: &mut [u8; REVISION_ROOM]) -> &[u8] {
+    let mut end = REVISION_ROOM - 1;
+    buf[end] = b'"';
+    let mut magnitude = value.unsigned_abs();
+    loop {
+        end -= 1;
+        buf[end] = b'0' + (magnitude % 10) as u8;
+        magnitude /= 10;
+        if magnitude == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        end -= 1;
+        buf[end] = b'-';
+    }
+    end -= 1;
+    buf[end] = b'"';
+    &buf[end..]
 }
 
 #[cfg(test)]
@@ -640,7 +726,7 @@ mod tests {
             json!({"a": [1, 2.5, null, true], "metadata": {"labels": {"x": "y"}}, "z": {"metadata": {"resourceVersion": 1}}}),
         ];
         for value in cases {
-            for revision in [1, 42, i64::MAX] {
+            for revision in [1, 42, 0, -3, i64::MAX] {
                 let template = Template::new(value.clone()).unwrap();
                 assert_eq!(
                     template.render(revision).to_vec(),
@@ -648,6 +734,17 @@ mod tests {
                     "{value}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn revisions_render_as_quoted_decimals() {
+        for value in [0, 1, 9, 10, 12345, -7, i64::MAX, i64::MIN] {
+            let mut buf = [0u8; super::REVISION_ROOM];
+            assert_eq!(
+                super::quoted_decimal(value, &mut buf),
+                format!("\"{value}\"").as_bytes()
+            );
         }
     }
 

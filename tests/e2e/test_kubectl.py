@@ -954,36 +954,3 @@ def test_generators_create_expose_set_run(kubectl, namespace):
     p = k.run("get", "deploy,svc,pod,job,sa", "-n", ns, "-o", "name")
     for name in ("deployment.apps/gen", "service/gen", "pod/pod1", "job.batch/j1", "serviceaccount/sa1"):
         assert name in p.stdout.split(), f"{name} missing" + explain(k, p)
-
-
-def test_rbac_impersonation(kubectl_edge, namespace):
-    """RBAC is enforced for an impersonated service account (`--as`), as upstream does.
-    Only the oldest and newest kubectl: the behaviour is the server's, not kubectl's."""
-    k, ns = kubectl_edge, namespace
-    sa = f"system:serviceaccount:{ns}:reader"
-    k.run("create", "serviceaccount", "reader", "-n", ns)
-    k.run("create", "role", "pod-getter", "--verb=get", "--resource=pods", "-n", ns)
-    k.run("create", "rolebinding", "reader-gets-pods", "--role=pod-getter", f"--serviceaccount={ns}:reader", "-n", ns)
-    p = k.run("auth", "can-i", "get", "pods", f"--as={sa}", "-n", ns, check=False)
-    assert p.stdout.strip() == "yes" and p.returncode == 0, explain(k, p)
-    p = k.run("auth", "can-i", "list", "pods", f"--as={sa}", "-n", ns, check=False)
-    assert p.stdout.strip() == "no" and p.returncode == 1, "the role grants get only" + explain(k, p)
-    p = k.run("auth", "can-i", "get", "pods", f"--as={sa}", "-n", "default", check=False)
-    assert p.stdout.strip() == "no", "a RoleBinding is namespaced" + explain(k, p)
-    p = fails(k, "get", "pods", f"--as={sa}", "-n", ns)
-    assert (f'Error from server (Forbidden): pods is forbidden: User "{sa}" cannot list resource "pods" '
-            f'in API group "" in the namespace "{ns}"') in p.stderr, explain(k, p)
-    p = k.run("auth", "whoami", f"--as={sa}")
-    assert re.search(rf"^Username\s+{re.escape(sa)}$", p.stdout, re.M), explain(k, p)
-
-
-def test_create_token(kubectl_edge, namespace):
-    """TokenRequest (serviceaccounts/token) and authenticating with the token."""
-    k, ns = kubectl_edge, namespace
-    sa = f"system:serviceaccount:{ns}:reader"
-    k.run("create", "serviceaccount", "reader", "-n", ns)
-    p = k.run("create", "token", "reader", "-n", ns, "--duration=10m")
-    token = p.stdout.strip()
-    assert token.count(".") == 2, f"a JWT: {token!r}" + explain(k, p)
-    p = k.run("auth", "whoami", f"--token={token}")
-    assert re.search(rf"^Username\s+{re.escape(sa)}$", p.stdout, re.M), explain(k, p)
