@@ -48,6 +48,8 @@ pub struct AppState {
     /// PEM of the server CA (`/cacerts`).
     pub ca_pem: String,
     pub openapi: openapi_routes::OpenApiCache,
+    /// Encoded watch events shared across watchers.
+    pub watch_lines: watch::LineCache,
 }
 
 pub struct ApiServerConfig {
@@ -67,6 +69,7 @@ impl AppState {
             advertise: cfg.advertise,
             ca_pem: cfg.ca_pem,
             openapi: openapi_routes::OpenApiCache::default(),
+            watch_lines: watch::LineCache::default(),
         })
     }
 }

@@ -32,23 +32,27 @@ struct Watcher {
 }
 
 impl Watcher {
-    /// Encode one event line as chunks (None when the object does not match).
-    /// Unfiltered JSON watches share the stored bytes: no copy per watcher.
-    fn encode(&self, kind: &str, kv: &KeyValue) -> Option<[Bytes; 3]> {
+    /// Encode one event line (None when the object does not match).
+    /// Unfiltered JSON watches share one encoded line per store event
+    /// (`revision` given): the first watcher encodes, the others clone it.
+    fn encode(&self, kind: &str, kv: &KeyValue, revision: Option<Revision>) -> Option<Bytes> {
         let raw_ok = !self.filtering
             && self.out == Output::Json
             && (!self.res.custom || self.res.version == self.res.storage_version);
         if raw_ok {
-            let prefix: &'static [u8] = match kind {
-                "ADDED" => b"{\"type\":\"ADDED\",\"object\":",
-                "MODIFIED" => b"{\"type\":\"MODIFIED\",\"object\":",
-                _ => b"{\"type\":\"DELETED\",\"object\":",
+            let build = || {
+                let mut buf = Vec::with_capacity(kv.value.len() + 32);
+                buf.extend_from_slice(b"{\"type\":\"");
+                buf.extend_from_slice(kind.as_bytes());
+                buf.extend_from_slice(b"\",\"object\":");
+                buf.extend_from_slice(&kv.value);
+                buf.extend_from_slice(b"}\n");
+                Bytes::from(buf)
             };
-            return Some([
-                Bytes::from_static(prefix),
-                kv.value.clone(),
-                Bytes::from_static(b"}\n"),
-            ]);
+            return Some(match revision {
+                Some(rev) => self.app.watch_lines.get_or_insert(rev, build),
+                None => build(),
+            });
         }
         let obj = self.app.registry.decode(&self.res, kv).ok()?;
         if self.filtering && !(self.opts.label.matches(&obj) && self.opts.field.matches(&obj)) {
@@ -71,7 +75,7 @@ impl Watcher {
                 )
             }
         };
-        Some([line(kind, &rendered), Bytes::new(), Bytes::new()])
+        Some(line(kind, &rendered))
     }
 
     fn bookmark(&self, rev: Revision, initial_end: bool) -> Bytes {
@@ -88,16 +92,28 @@ impl Watcher {
     }
 }
 
-async fn send_all(
-    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
-    chunks: [Bytes; 3],
-) -> Result<(), ()> {
-    for c in chunks {
-        if !c.is_empty() && tx.send(Ok(c)).await.is_err() {
-            return Err(());
+/// The most recent encoded watch lines, by store revision, shared by every
+/// unfiltered JSON watcher so an event is encoded once, not once per watcher.
+#[derive(Default)]
+pub struct LineCache {
+    lines: std::sync::Mutex<std::collections::VecDeque<(Revision, Bytes)>>,
+}
+
+impl LineCache {
+    const CAPACITY: usize = 256;
+
+    pub fn get_or_insert(&self, rev: Revision, build: impl FnOnce() -> Bytes) -> Bytes {
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, b)) = lines.iter().rev().find(|(r, _)| *r == rev) {
+            return b.clone();
         }
+        let b = build();
+        lines.push_back((rev, b.clone()));
+        if lines.len() > Self::CAPACITY {
+            lines.pop_front();
+        }
+        b
     }
-    Ok(())
 }
 
 fn line(kind: &str, obj: &Value) -> Bytes {
@@ -176,7 +192,7 @@ pub async fn serve(
         out,
         app: app.clone(),
     };
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(768);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(256);
     app.metrics.watchers.fetch_add(1, Ordering::Relaxed);
     let guard = WatchGuard(app.clone());
     let app2 = app.clone();
@@ -203,8 +219,8 @@ pub async fn serve(
                             if exact_key && kv.key != prefix {
                                 continue;
                             }
-                            if let Some(chunks) = w.encode("ADDED", kv)
-                                && send_all(&tx, chunks).await.is_err()
+                            if let Some(b) = w.encode("ADDED", kv, None)
+                                && tx.send(Ok(b)).await.is_err()
                             {
                                 return;
                             }
@@ -266,8 +282,8 @@ pub async fn serve(
                                 EventKind::Modified => "MODIFIED",
                                 EventKind::Deleted => "DELETED",
                             };
-                            if let Some(chunks) = w.encode(kind, &ev.kv)
-                                && send_all(&tx, chunks).await.is_err() { return; }
+                            if let Some(b) = w.encode(kind, &ev.kv, Some(ev.revision))
+                                && tx.send(Ok(b)).await.is_err() { return; }
                         }
                         Err(StoreError::Compacted { requested, compacted }) => {
                             let e = ApiError::gone(format!("too old resource version: {requested} ({compacted})"));
