@@ -331,6 +331,14 @@ fn builtins() -> Vec<Builtin> {
             &["hpa"],
             true,
         ))),
+        all(generation(b(
+            "autoscaling/v1",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+            &["hpa"],
+            true,
+        ))),
         generation(b(
             "networking.k8s.io/v1",
             "Ingress",
@@ -708,6 +716,6 @@ mod tests {
         let g = k.groups();
         assert_eq!(g[0].0, "");
         let autoscaling = g.iter().find(|x| x.0 == "autoscaling").unwrap();
-        assert_eq!(autoscaling.1, vec!["v2"]);
+        assert_eq!(autoscaling.1, vec!["v2", "v1"]);
     }
 }

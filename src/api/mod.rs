@@ -2,6 +2,7 @@
 //! defaulting/validation/tables, patch algorithms, protobuf decoding,
 //! CRD schemas and OpenAPI documents. Pure functions over JSON values.
 
+pub mod convert;
 pub mod crd_schema;
 pub mod defaults;
 pub mod kinds;

@@ -22,7 +22,7 @@ mod meta;
 mod names;
 mod other;
 mod pod;
-mod quantity;
+use super::quantity;
 mod update;
 mod workloads;
 

@@ -115,7 +115,11 @@ fn invalid_options(kind: &str, field: &str, message: String) -> ApiError {
     )
 }
 
-fn write_options(q: &Query, headers: &HeaderMap, default_manager: &str) -> ApiResult<WriteOptions> {
+pub fn write_options(
+    q: &Query,
+    headers: &HeaderMap,
+    default_manager: &str,
+) -> ApiResult<WriteOptions> {
     let dry_run = match q.get("dryRun").map(String::as_str) {
         None | Some("") => false,
         Some("All") => true,
@@ -268,23 +272,7 @@ fn bytes_response(status: StatusCode, body: Vec<u8>, warnings: &[String]) -> Res
 
 /// Render one object per the negotiated output.
 fn render_object(res: &Resource, obj: &Value, out: Output) -> Value {
-    match out {
-        Output::Json => obj.clone(),
-        Output::PartialMetadata => negotiate::partial_metadata(obj),
-        Output::Table(include) => {
-            let rv = obj
-                .pointer("/metadata/resourceVersion")
-                .cloned()
-                .unwrap_or(json!(""));
-            negotiate::table(
-                res,
-                vec![obj.clone()],
-                include,
-                json!({ "resourceVersion": rv }),
-                true,
-            )
-        }
-    }
+    negotiate::render(res, obj.clone(), out)
 }
 
 /// Duplicate JSON keys: an error under `fieldValidation=Strict`, warnings under Warn.
@@ -485,7 +473,7 @@ async fn list(
         meta["remainingItemCount"] = json!(r);
     }
     match out {
-        Output::Json if !res.custom || res.version == res.storage_version => {
+        Output::Json if res.version == res.storage_version => {
             // fast path: stored bytes are exactly what a GET returns
             let head = json!({
                 "kind": format!("{}List", res.kind),

@@ -288,6 +288,28 @@ pub fn table(
     t
 }
 
+/// One object in the negotiated representation (a one-row Table, partial
+/// metadata, or the object itself).
+pub fn render(res: &Resource, obj: Value, out: Output) -> Value {
+    match out {
+        Output::Json => obj,
+        Output::PartialMetadata => partial_metadata_owned(obj),
+        Output::Table(include) => {
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(json!(""));
+            table(
+                res,
+                vec![obj],
+                include,
+                json!({ "resourceVersion": rv }),
+                true,
+            )
+        }
+    }
+}
+
 /// `PartialObjectMetadata` made from an object it consumes.
 pub fn partial_metadata_owned(mut obj: Value) -> Value {
     let metadata = obj
@@ -298,15 +320,6 @@ pub fn partial_metadata_owned(mut obj: Value) -> Value {
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": metadata,
-    })
-}
-
-/// `PartialObjectMetadata` for an object.
-pub fn partial_metadata(obj: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
     })
 }
 

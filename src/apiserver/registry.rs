@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::error::{ApiError, ApiResult, StatusCause};
 use crate::api::kinds::{Kinds, Resource};
 use crate::api::selector::{FieldSelector, LabelSelector};
-use crate::api::{crd_schema, defaults, patch, typed, validation};
+use crate::api::{convert, crd_schema, defaults, patch, typed, validation};
 use crate::store::{Backend, KeyValue, Revision, StoreError};
 
 /// Who is making a request.
@@ -330,12 +330,36 @@ impl Registry {
 
     /// Decode a stored value, presenting it in the resource's requested version.
     pub fn decode(&self, res: &Resource, kv: &KeyValue) -> ApiResult<Value> {
-        let mut obj: Value = serde_json::from_slice(&kv.value)
-            .map_err(|e| ApiError::internal(format!("corrupt object {}: {e}", kv.key)))?;
-        if res.custom && res.version != res.storage_version {
-            obj["apiVersion"] = json!(res.api_version());
+        Ok(self.present(res, Self::decode_stored(kv)?))
+    }
+
+    /// The stored form of an object (storage version, no conversion).
+    fn decode_stored(kv: &KeyValue) -> ApiResult<Value> {
+        serde_json::from_slice(&kv.value)
+            .map_err(|e| ApiError::internal(format!("corrupt object {}: {e}", kv.key)))
+    }
+
+    /// A stored object as the requested version presents it.
+    pub fn present(&self, res: &Resource, mut obj: Value) -> Value {
+        if res.version == res.storage_version {
+            return obj;
         }
-        Ok(obj)
+        if res.custom {
+            obj["apiVersion"] = json!(res.api_version());
+            obj
+        } else {
+            convert::from_storage(&res.group, &res.kind, &res.version, obj)
+        }
+    }
+
+    /// A request object in the storage version.
+    fn to_storage(res: &Resource, obj: Value) -> Value {
+        if !res.custom && convert::needed(&res.group, &res.kind, &res.version, &res.storage_version)
+        {
+            convert::to_storage(&res.group, &res.kind, obj)
+        } else {
+            obj
+        }
     }
 
     // ---------------------------------------------------------------- list
@@ -647,7 +671,9 @@ impl Registry {
             return;
         }
         let initial = match (res.group.as_str(), res.kind.as_str()) {
-            ("", "Pod") => json!({"phase": "Pending", "qosClass": qos_class(obj)}),
+            ("", "Pod") => {
+                json!({"phase": "Pending", "qosClass": obj.as_object().map(defaults::pod_qos_class).unwrap_or("BestEffort")})
+            }
             ("", "Namespace") => json!({"phase": "Active"}),
             ("", "PersistentVolumeClaim") | ("", "PersistentVolume") => {
                 json!({"phase": "Pending"})
@@ -673,6 +699,7 @@ impl Registry {
         let mut warnings = Vec::new();
         self.check_body(res, ns, &mut obj, None)?;
         self.check_fields(res, &mut obj, opts.field_validation, &mut warnings)?;
+        let mut obj = Self::to_storage(res, obj);
         self.prepare_create(res, ns, &mut obj).await?;
         let now = now_rfc3339();
         patch::record_update(
@@ -798,7 +825,7 @@ impl Registry {
         };
         if opts.dry_run {
             return Ok(Written {
-                object: obj,
+                object: self.present(res, obj),
                 warnings,
                 created: true,
             });
@@ -999,7 +1026,8 @@ impl Registry {
                 "the object has been modified; please apply your changes to the latest version and try again",
             ));
         }
-        let old = self.decode(res, &current)?;
+        let old = Self::decode_stored(&current)?;
+        let mut obj = Self::to_storage(res, obj);
         let now = now_rfc3339();
         let sub = match part {
             Part::Main => None,
@@ -1134,7 +1162,7 @@ impl Registry {
         // a no-op write does not create a new revision
         if same_ignoring_times(&old, &obj) {
             return Ok(Written {
-                object: old,
+                object: self.present(res, old),
                 warnings,
                 created: false,
             });
@@ -1146,7 +1174,7 @@ impl Registry {
                 json!(current.mod_revision.to_string()),
             );
             return Ok(Written {
-                object: obj,
+                object: self.present(res, obj),
                 warnings,
                 created: false,
             });
@@ -1252,12 +1280,11 @@ impl Registry {
                 if part != Part::Main {
                     return Err(ApiError::not_found(&res.group, &res.plural, name));
                 }
-                let applied = parse_apply_body(body)?;
-                let mut obj = applied.clone();
+                let mut obj = parse_apply_body(body)?;
                 let mut warnings = Vec::new();
                 self.check_body(res, ns, &mut obj, Some(name))?;
                 self.check_fields(res, &mut obj, opts.field_validation, &mut warnings)?;
-                let mut obj = patch::server_side_apply(
+                let obj = patch::server_side_apply(
                     None,
                     &obj,
                     &opts.field_manager,
@@ -1267,12 +1294,15 @@ impl Registry {
                     &now,
                 )
                 .map_err(|e| apply_error(res, name, e))?;
+                let mut obj = Self::to_storage(res, obj);
                 self.prepare_create(res, ns, &mut obj).await?;
                 return self.finish_create(res, ns, obj, opts, warnings).await;
             }
             return Err(ApiError::not_found(&res.group, &res.plural, name));
         };
+        // patches apply to the object as the request's version shows it
         let old = self.decode(res, &current)?;
+        let stored_old = Self::decode_stored(&current)?;
         let patched = match patch_type {
             PatchType::Json => patch::json_patch(&old, body).map_err(patch_error)?,
             PatchType::Merge => patch::merge_patch(&old, body).map_err(patch_error)?,
@@ -1294,16 +1324,13 @@ impl Registry {
                     &now,
                 )
                 .map_err(|e| apply_error(res, name, e))?;
-                if let Some(sub) = sub {
-                    // apply to a subresource: tag the manager entry
-                    let _ = sub;
-                }
                 meta_mut(&mut out).insert(
                     "resourceVersion".into(),
                     json!(current.mod_revision.to_string()),
                 );
+                let out = Self::to_storage(res, out);
                 return self
-                    .write_update(res, name, &current, old, out, part, opts, discard)
+                    .write_update(res, name, &current, stored_old, out, part, opts, discard)
                     .await;
             }
         };
@@ -1323,8 +1350,9 @@ impl Registry {
         let mut warnings = Vec::new();
         self.check_body(res, ns, &mut obj, Some(name))?;
         self.check_fields(res, &mut obj, opts.field_validation, &mut warnings)?;
+        let mut obj = Self::to_storage(res, obj);
         patch::record_update(
-            Some(&old),
+            Some(&stored_old),
             &mut obj,
             &opts.field_manager,
             "Update",
@@ -1333,7 +1361,7 @@ impl Registry {
             sub,
             &merge_schema(res),
         );
-        self.write_update(res, name, &current, old, obj, part, opts, warnings)
+        self.write_update(res, name, &current, stored_old, obj, part, opts, warnings)
             .await
     }
 
@@ -1659,39 +1687,6 @@ fn apply_error(res: &Resource, name: &str, e: patch::ApplyError) -> ApiError {
     }
 }
 
-/// Pod QoS class from requests/limits, like upstream.
-pub fn qos_class(pod: &Value) -> &'static str {
-    let mut containers: Vec<&Value> = Vec::new();
-    for f in ["/spec/containers", "/spec/initContainers"] {
-        if let Some(a) = pod.pointer(f).and_then(Value::as_array) {
-            containers.extend(a.iter());
-        }
-    }
-    let mut any = false;
-    let mut guaranteed = !containers.is_empty();
-    for c in containers {
-        let req = c.pointer("/resources/requests").and_then(Value::as_object);
-        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
-        if req.is_some_and(|m| !m.is_empty()) || lim.is_some_and(|m| !m.is_empty()) {
-            any = true;
-        }
-        for r in ["cpu", "memory"] {
-            let l = lim.and_then(|m| m.get(r));
-            let q = req.and_then(|m| m.get(r)).or(l);
-            if l.is_none() || q != l {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
 /// Continue tokens: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"key"}`.
 pub fn encode_continue(rev: Revision, key: &str) -> String {
     use base64::Engine;
@@ -1727,26 +1722,6 @@ mod tests {
             (42, "/registry/core/pods/default/x".into())
         );
         assert!(decode_continue("!!!").is_err());
-    }
-
-    #[test]
-    fn qos() {
-        assert_eq!(
-            qos_class(&json!({"spec": {"containers": [{}]}})),
-            "BestEffort"
-        );
-        assert_eq!(
-            qos_class(
-                &json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}})
-            ),
-            "Guaranteed"
-        );
-        assert_eq!(
-            qos_class(
-                &json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}})
-            ),
-            "Burstable"
-        );
     }
 
     #[test]

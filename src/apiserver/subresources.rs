@@ -16,7 +16,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::handlers::{self, Query, json_response};
 use super::negotiate;
-use super::registry::{DeleteOptions, FieldValidation, Part, PatchType, WriteOptions};
+use super::registry::{DeleteOptions, Part, PatchType};
 use crate::api::kinds::Resource;
 
 #[allow(clippy::too_many_arguments)]
@@ -78,7 +78,7 @@ async fn status(
         Method::PUT => {
             let obj =
                 negotiate::decode_body(headers, &body, Some((&res.api_version(), &res.kind)))?;
-            let wo = write_opts(q, headers)?;
+            let wo = handlers::write_options(q, headers, "unknown")?;
             let w = app
                 .registry
                 .update(res, ns, name, obj, Part::Status, &wo)
@@ -90,26 +90,6 @@ async fn status(
             "the server does not allow this method on the requested resource",
         )),
     }
-}
-
-fn write_opts(q: &Query, headers: &HeaderMap) -> ApiResult<WriteOptions> {
-    let manager = q
-        .get("fieldManager")
-        .filter(|m| !m.is_empty())
-        .cloned()
-        .unwrap_or_else(|| {
-            headers
-                .get("user-agent")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|ua| ua.split('/').next())
-                .unwrap_or("unknown")
-                .to_string()
-        });
-    Ok(WriteOptions {
-        dry_run: q.get("dryRun").is_some_and(|d| d == "All"),
-        field_manager: manager,
-        field_validation: FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?,
-    })
 }
 
 fn pointer_of(path: &str) -> String {
@@ -243,30 +223,7 @@ async fn scale(
             }
             s
         }
-        Method::PATCH => {
-            let ct = headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let schema = crate::api::patch::BuiltinMergeSchema::for_kind("autoscaling", "Scale");
-            let patched = match PatchType::from_content_type(ct) {
-                Some(PatchType::Json) => crate::api::patch::json_patch(&current, &body),
-                Some(PatchType::Merge) | Some(PatchType::Apply { .. }) => {
-                    crate::api::patch::merge_patch(&current, &body)
-                }
-                Some(PatchType::Strategic) => {
-                    crate::api::patch::strategic_merge_patch(&current, &body, &schema)
-                }
-                None => {
-                    return Err(ApiError::new(
-                        415,
-                        "UnsupportedMediaType",
-                        format!("unsupported patch type {ct:?}"),
-                    ));
-                }
-            };
-            patched.map_err(|e| ApiError::bad_request(e.to_string()))?
-        }
+        Method::PATCH => patch_view(&current, headers, &body, "autoscaling", "Scale")?,
         _ => {
             return Err(ApiError::method_not_allowed(
                 "the server does not allow this method on the requested resource",
@@ -298,7 +255,7 @@ async fn scale(
     if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
         m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     }
-    let wo = write_opts(q, headers)?;
+    let wo = handlers::write_options(q, headers, "unknown")?;
     let w = app
         .registry
         .update(res, ns, name, next, Part::Main, &wo)
@@ -308,6 +265,39 @@ async fn scale(
         &scale_of(res, &w.object),
         &w.warnings,
     ))
+}
+
+/// Apply a PATCH body to a subresource's view of an object (apply patches
+/// on these views behave as merge patches).
+fn patch_view(
+    current: &Value,
+    headers: &HeaderMap,
+    body: &[u8],
+    group: &str,
+    kind: &str,
+) -> ApiResult<Value> {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let schema = crate::api::patch::BuiltinMergeSchema::for_kind(group, kind);
+    let patched = match PatchType::from_content_type(ct) {
+        Some(PatchType::Json) => crate::api::patch::json_patch(current, body),
+        Some(PatchType::Merge) | Some(PatchType::Apply { .. }) => {
+            crate::api::patch::merge_patch(current, body)
+        }
+        Some(PatchType::Strategic) => {
+            crate::api::patch::strategic_merge_patch(current, body, &schema)
+        }
+        None => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("unsupported patch type {ct:?}"),
+            ));
+        }
+    };
+    patched.map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// Set a JSON pointer, creating intermediate objects.
@@ -345,7 +335,7 @@ async fn finalize(
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     }
-    let wo = write_opts(q, headers)?;
+    let wo = handlers::write_options(q, headers, "unknown")?;
     let w = app
         .registry
         .update(res, None, name, obj, Part::Main, &wo)
@@ -470,28 +460,7 @@ async fn ephemeral(
     let desired = match *method {
         Method::GET => return Ok(json_response(StatusCode::OK, &pod, &[])),
         Method::PUT => negotiate::decode_body(headers, &body, Some(("v1", "Pod")))?,
-        Method::PATCH => {
-            let ct = headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let schema = crate::api::patch::BuiltinMergeSchema::for_kind("", "Pod");
-            match PatchType::from_content_type(ct) {
-                Some(PatchType::Json) => crate::api::patch::json_patch(&pod, &body),
-                Some(PatchType::Merge) => crate::api::patch::merge_patch(&pod, &body),
-                Some(PatchType::Strategic) => {
-                    crate::api::patch::strategic_merge_patch(&pod, &body, &schema)
-                }
-                _ => {
-                    return Err(ApiError::new(
-                        415,
-                        "UnsupportedMediaType",
-                        format!("unsupported patch type {ct:?}"),
-                    ));
-                }
-            }
-            .map_err(|e| ApiError::bad_request(e.to_string()))?
-        }
+        Method::PATCH => patch_view(&pod, headers, &body, "", "Pod")?,
         _ => {
             return Err(ApiError::method_not_allowed(
                 "the server does not allow this method on the requested resource",
@@ -506,7 +475,7 @@ async fn ephemeral(
     if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
         m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     }
-    let wo = write_opts(q, headers)?;
+    let wo = handlers::write_options(q, headers, "unknown")?;
     let w = app
         .registry
         .update(res, ns, name, next, Part::Main, &wo)

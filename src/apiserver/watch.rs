@@ -38,7 +38,7 @@ impl Watcher {
     fn encode(&self, kind: &str, kv: &KeyValue, revision: Option<Revision>) -> Option<Bytes> {
         let raw_ok = !self.filtering
             && self.out == Output::Json
-            && (!self.res.custom || self.res.version == self.res.storage_version);
+            && self.res.version == self.res.storage_version;
         if raw_ok {
             let build = || {
                 let mut buf = Vec::with_capacity(kv.value.len() + 32);
@@ -58,23 +58,7 @@ impl Watcher {
         if self.filtering && !(self.opts.label.matches(&obj) && self.opts.field.matches(&obj)) {
             return None;
         }
-        let rendered = match self.out {
-            Output::Json => obj,
-            Output::PartialMetadata => negotiate::partial_metadata_owned(obj),
-            Output::Table(include) => {
-                let rv = obj
-                    .pointer("/metadata/resourceVersion")
-                    .cloned()
-                    .unwrap_or(json!(""));
-                negotiate::table(
-                    &self.res,
-                    vec![obj],
-                    include,
-                    json!({"resourceVersion": rv}),
-                    true,
-                )
-            }
-        };
+        let rendered = negotiate::render(&self.res, obj, self.out);
         Some(line(kind, &rendered))
     }
 

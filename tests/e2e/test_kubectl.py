@@ -954,3 +954,18 @@ def test_generators_create_expose_set_run(kubectl, namespace):
     p = k.run("get", "deploy,svc,pod,job,sa", "-n", ns, "-o", "name")
     for name in ("deployment.apps/gen", "service/gen", "pod/pod1", "job.batch/j1", "serviceaccount/sa1"):
         assert name in p.stdout.split(), f"{name} missing" + explain(k, p)
+
+
+def test_autoscale_any_version(kubectl, namespace):
+    """`kubectl autoscale` writes autoscaling/v1 up to 1.27 and v2 later; both
+    versions serve the same object (stored as v2, converted on the way)."""
+    k, ns = kubectl, namespace
+    k.run("create", "deployment", "hpa-web", "--image=nginx:1.25", "-n", ns)
+    k.run("autoscale", "deployment", "hpa-web", "--min=1", "--max=4", "--cpu-percent=60", "-n", ns)
+    p = k.run("get", "hpa", "hpa-web", "-n", ns)
+    assert "Deployment/hpa-web" in p.stdout and "60%" in p.stdout, p.stdout
+    v1 = k.json("get", "horizontalpodautoscalers.v1.autoscaling", "hpa-web", "-n", ns)
+    assert v1["apiVersion"] == "autoscaling/v1" and v1["spec"]["targetCPUUtilizationPercentage"] == 60, v1
+    v2 = k.json("get", "horizontalpodautoscalers.v2.autoscaling", "hpa-web", "-n", ns)
+    metric = v2["spec"]["metrics"][0]["resource"]
+    assert metric["name"] == "cpu" and metric["target"]["averageUtilization"] == 60, v2

@@ -15,11 +15,11 @@ use super::names::{
     config_map_key_errors, dns1123_label_errors, dns1123_subdomain_errors, port_name_errors,
     qualified_name_errors, relaxed_env_var_name_errors,
 };
-use super::quantity::{QUANTITY_FORMAT_ERROR, Quantity, parse_quantity};
 use super::{
     Errs, IS_NEGATIVE, child, get, get_arr, get_bool, get_i64, get_obj, get_str, go,
     inclusive_range, index, key, str_or_empty,
 };
+use crate::api::quantity::{QUANTITY_FORMAT_ERROR, Quantity, parse_quantity};
 
 /// Every volume source a `Volume` may name (exactly one per volume).
 const VOLUME_SOURCES: &[&str] = &[

@@ -433,7 +433,7 @@ fn pvc_update(e: &mut Errs, old: &Value, new: &Value) {
             .and_then(|s| get(s, "capacity"))
             .and_then(|c| get(c, "storage"))
             .and_then(json_quantity);
-        let zero = super::quantity::parse_quantity("0");
+        let zero = crate::api::quantity::parse_quantity("0");
         if status_size.or(zero).is_some_and(|s| n <= s) {
             e.forbidden(
                 "spec.resources.requests.storage",
