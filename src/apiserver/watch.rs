@@ -5,6 +5,7 @@
 //! Invariant: events are delivered in revision order with no gaps; a
 //! watcher that cannot be served from history gets a 410 `ERROR` event.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -62,6 +63,28 @@ impl Watcher {
         Some(line(kind, &rendered))
     }
 
+    /// A store event for a watcher with selectors: the event type follows
+    /// whether the object matched before and matches now.
+    fn encode_filtered(
+        &self,
+        kind: EventKind,
+        kv: &KeyValue,
+        matching: &mut HashSet<String>,
+    ) -> Option<Bytes> {
+        let obj = self.app.registry.decode(&self.res, kv).ok()?;
+        let now = kind != EventKind::Deleted
+            && self.opts.label.matches(&obj)
+            && self.opts.field.matches(&obj);
+        let was = matching.contains(&kv.key);
+        let event = selector_transition(now, was)?;
+        if now {
+            matching.insert(kv.key.clone());
+        } else {
+            matching.remove(&kv.key);
+        }
+        Some(line(event, &negotiate::render(&self.res, obj, self.out)))
+    }
+
     fn bookmark(&self, rev: Revision, initial_end: bool) -> Bytes {
         let mut meta = json!({ "resourceVersion": rev.to_string() });
         if initial_end {
@@ -97,6 +120,17 @@ impl LineCache {
             lines.pop_front();
         }
         b
+    }
+}
+
+/// The event a selector-filtered watcher sees, from whether the object
+/// matched before and matches after the change (None: nothing to send).
+fn selector_transition(now: bool, was: bool) -> Option<&'static str> {
+    match (now, was) {
+        (true, true) => Some("MODIFIED"),
+        (true, false) => Some("ADDED"),
+        (false, true) => Some("DELETED"),
+        (false, false) => None,
     }
 }
 
@@ -185,6 +219,23 @@ pub async fn serve(
         let _guard = guard;
         let w = watcher;
         let mut after = start_rev.unwrap_or(0);
+        // keys whose last state matched the selectors: lets an object that
+        // stops (or starts) matching turn into DELETED (or ADDED), like upstream
+        let mut matching: HashSet<String> = HashSet::new();
+        if let (true, Some(rev)) = (w.filtering, start_rev) {
+            let mut at = w.opts.clone();
+            at.limit = 0;
+            at.continue_token = None;
+            at.resource_version = Some(rev.to_string());
+            at.resource_version_match = Some("Exact".into());
+            match app2.registry.list(&w.res, ns_owned.as_deref(), &at).await {
+                Ok(listed) => matching.extend(listed.items.into_iter().map(|kv| kv.key)),
+                Err(e) => {
+                    let _ = tx.send(Ok(error_line(&e))).await;
+                    return;
+                }
+            }
+        }
         if initial_state || start_rev.is_none() {
             let mut list_opts = w.opts.clone();
             list_opts.limit = 0;
@@ -198,6 +249,9 @@ pub async fn serve(
             {
                 Ok(listed) => {
                     after = listed.revision;
+                    if w.filtering {
+                        matching.extend(listed.items.iter().map(|kv| kv.key.clone()));
+                    }
                     if initial_state {
                         for kv in &listed.items {
                             if exact_key && kv.key != prefix {
@@ -261,12 +315,17 @@ pub async fn serve(
                             if exact_key && ev.kv.key != prefix {
                                 continue;
                             }
-                            let kind = match ev.kind {
-                                EventKind::Added => "ADDED",
-                                EventKind::Modified => "MODIFIED",
-                                EventKind::Deleted => "DELETED",
+                            let line = if w.filtering {
+                                w.encode_filtered(ev.kind, &ev.kv, &mut matching)
+                            } else {
+                                let kind = match ev.kind {
+                                    EventKind::Added => "ADDED",
+                                    EventKind::Modified => "MODIFIED",
+                                    EventKind::Deleted => "DELETED",
+                                };
+                                w.encode(kind, &ev.kv, Some(ev.revision))
                             };
-                            if let Some(b) = w.encode(kind, &ev.kv, Some(ev.revision))
+                            if let Some(b) = line
                                 && tx.send(Ok(b)).await.is_err() { return; }
                         }
                         Err(StoreError::Compacted { requested, compacted }) => {
@@ -286,4 +345,17 @@ pub async fn serve(
     Ok(stream_response(
         tokio_stream::wrappers::ReceiverStream::new(rx),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selector_transition;
+
+    #[test]
+    fn transitions() {
+        assert_eq!(selector_transition(true, false), Some("ADDED"));
+        assert_eq!(selector_transition(true, true), Some("MODIFIED"));
+        assert_eq!(selector_transition(false, true), Some("DELETED"));
+        assert_eq!(selector_transition(false, false), None);
+    }
 }
