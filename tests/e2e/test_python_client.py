@@ -644,3 +644,24 @@ def test_delete_collection(v1, namespace):
     v1.delete_collection_namespaced_config_map(namespace, label_selector="batch=dc")
     left = sorted(i.metadata.name for i in v1.list_namespaced_config_map(namespace).items if i.metadata.name.startswith("dc-"))
     assert left == ["dc-keep"]
+
+
+def test_watch_with_label_selector_follows_membership(v1, namespace):
+    """An object that stops matching the selector is DELETED for the watcher,
+    and ADDED again when it matches again (upstream's watch cache semantics)."""
+    v1.create_namespaced_config_map(namespace, cm("member", {"v": "1"}, labels={"app": "web"}))
+    rv = v1.read_namespaced_config_map("member", namespace).metadata.resource_version
+    v1.patch_namespaced_config_map("member", namespace, {"metadata": {"labels": {"app": "db"}}})
+    v1.patch_namespaced_config_map("member", namespace, {"data": {"v": "2"}})  # not selected: no event
+    v1.patch_namespaced_config_map("member", namespace, {"metadata": {"labels": {"app": "web"}}})
+    v1.patch_namespaced_config_map("member", namespace, {"data": {"v": "3"}})
+    events = []
+    w = watch.Watch()
+    for ev in w.stream(v1.list_namespaced_config_map, namespace, label_selector="app=web",
+                       resource_version=rv, timeout_seconds=5):
+        if ev["type"] == "BOOKMARK":
+            continue
+        events.append((ev["type"], ev["raw_object"]["metadata"]["labels"]["app"], ev["raw_object"]["data"]["v"]))
+        if len(events) == 3:
+            w.stop()
+    assert events == [("DELETED", "db", "1"), ("ADDED", "web", "2"), ("MODIFIED", "web", "3")], events
