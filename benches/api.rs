@@ -24,7 +24,6 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -32,10 +31,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use common::{H1, SkiffServer, Stub, Target, bench_secs, load_average, ms, percentile, verdict};
 
@@ -51,11 +47,7 @@ const CREATE_P99_BUDGET: Duration = Duration::from_millis(10);
 const LIST_BUDGET: Duration = Duration::from_millis(150);
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("build the tokio runtime");
-    runtime.block_on(run());
+    common::block_on(run());
 }
 
 async fn run() {
@@ -265,16 +257,7 @@ fn fdatasync_times(dir: &Path) -> (Duration, Duration) {
 
 async fn list_bench(skiff: &Target) {
     let mut conn = skiff.connect_h1().await;
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LIST_NAMESPACE}});
-    let (status, body) = conn
-        .request(
-            Method::POST,
-            "/api/v1/namespaces",
-            None,
-            Bytes::from(ns.to_string()),
-        )
-        .await
-        .expect("create the list namespace");
+    let (status, body) = conn.create_namespace(LIST_NAMESPACE).await;
     assert!(
         status == StatusCode::CREATED || status == StatusCode::CONFLICT,
         "create namespace {LIST_NAMESPACE}: {status} {}",
@@ -421,33 +404,18 @@ async fn join_all<T: Send + 'static>(
 /// The stand-in: reads each request body and answers with a fixed status
 /// and body.
 fn start_stub(status: StatusCode, body: Bytes) -> Stub {
-    Stub::start(move |listener, acceptor| serve_stub(listener, acceptor, status, body))
-}
-
-async fn serve_stub(listener: TcpListener, acceptor: TlsAcceptor, status: StatusCode, body: Bytes) {
-    while let Ok((tcp, _)) = listener.accept().await {
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, body) = (acceptor.clone(), body.clone());
-        tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let body = body.clone();
-                async move {
-                    // Read the request like a real server would before answering.
-                    let _ = req.into_body().collect().await;
-                    let mut resp = Response::new(Full::new(body));
-                    *resp.status_mut() = status;
-                    resp.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        header::HeaderValue::from_static("application/json"),
-                    );
-                    Ok::<_, Infallible>(resp)
-                }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
-        });
-    }
+    Stub::start(move |req: Request<Incoming>| {
+        let body = body.clone();
+        async move {
+            // Read the request like a real server would before answering.
+            let _ = req.into_body().collect().await;
+            let mut resp = Response::new(Full::new(body));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+    })
 }

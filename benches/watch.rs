@@ -29,12 +29,9 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
-use tokio_rustls::TlsAcceptor;
 
 use common::{SkiffServer, Stub, Target, bench_secs, load_average, ms, percentile, verdict};
 
@@ -48,11 +45,7 @@ const GRACE: Duration = Duration::from_secs(5);
 const P99_BUDGET: Duration = Duration::from_millis(25);
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("build the tokio runtime");
-    runtime.block_on(run());
+    common::block_on(run());
 }
 
 async fn run() {
@@ -108,16 +101,7 @@ fn configmaps_path(target: &Target) -> String {
 /// Create the namespace; return the resourceVersion to watch from.
 async fn prepare_namespace(skiff: &Target) -> String {
     let mut conn = skiff.connect_h1().await;
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
-    let (status, body) = conn
-        .request(
-            Method::POST,
-            "/api/v1/namespaces",
-            None,
-            Bytes::from(ns.to_string()),
-        )
-        .await
-        .expect("create the namespace");
+    let (status, body) = conn.create_namespace(NAMESPACE).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
@@ -538,13 +522,14 @@ fn report(label: &str, r: &PhaseResult, events: usize) {
 /// is broadcast as an ADDED event to every open `GET` (watch) stream. It runs
 /// on its own runtime and threads, as a server process would.
 fn start_stub() -> Stub {
-    Stub::start(move |listener, acceptor| {
-        let (events, _) = broadcast::channel::<Bytes>(4096);
-        let state = Arc::new(StubState {
-            events,
-            revision: Mutex::new(0),
-        });
-        serve_stub(listener, acceptor, state)
+    let (events, _) = broadcast::channel::<Bytes>(4096);
+    let state = Arc::new(StubState {
+        events,
+        revision: Mutex::new(0),
+    });
+    Stub::start(move |req: Request<Incoming>| {
+        let state = state.clone();
+        async move { stub_handle(req, &state).await }
     })
 }
 
@@ -554,24 +539,6 @@ type StubBody = UnsyncBoxBody<Bytes, Infallible>;
 struct StubState {
     events: broadcast::Sender<Bytes>,
     revision: Mutex<u64>,
-}
-
-async fn serve_stub(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<StubState>) {
-    while let Ok((tcp, _)) = listener.accept().await {
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, state) = (acceptor.clone(), state.clone());
-        tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(stub_handle(req, &state).await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
-        });
-    }
 }
 
 async fn stub_handle(req: Request<Incoming>, state: &StubState) -> Response<StubBody> {

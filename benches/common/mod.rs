@@ -6,14 +6,16 @@
 //!   client comes from the kubeconfig it writes ([`read_kubeconfig`]).
 //! - [`Target`] and [`H1`]: the HTTPS client (rustls with ring, ALPN
 //!   `http/1.1` or `h2`, `TCP_NODELAY`).
-//! - [`Stub`]: the in-process stand-in server's TLS and its own 2-worker
-//!   runtime; each bench brings the service it serves.
+//! - [`Stub`]: the in-process stand-in server (TLS, HTTP/1.1 or HTTP/2, its
+//!   own 2-worker runtime); each bench brings the handler it answers with.
+//! - [`block_on`]: the bench's own multi-threaded tokio runtime.
 //! - Reporting: [`load_average`], [`percentile`], [`ms`], [`verdict`], and
 //!   [`bench_secs`] for `SKIFF_BENCH_SECS`.
 
 // Each bench compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,15 +24,26 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use serde::Deserialize;
+use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// Run a bench's `run` on a multi-threaded tokio runtime.
+pub fn block_on<F: Future>(run: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("build the tokio runtime");
+    runtime.block_on(run)
+}
 
 // ---------------------------------------------------------------- reporting
 
@@ -195,6 +208,20 @@ impl H1 {
             .await
             .map_err(|e| format!("response body: {e}"))?;
         Ok((status, body.to_bytes()))
+    }
+
+    /// `POST` a Namespace called `name`: the status and body of the answer;
+    /// panics on transport errors.
+    pub async fn create_namespace(&mut self, name: &str) -> (StatusCode, Bytes) {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        self.request(
+            Method::POST,
+            "/api/v1/namespaces",
+            None,
+            Bytes::from(ns.to_string()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create namespace {name}: {e}"))
     }
 }
 
@@ -389,16 +416,36 @@ pub struct Stub {
 }
 
 impl Stub {
-    /// Start the stand-in: `serve` runs on its runtime with the bound
-    /// listener and the TLS acceptor, and accepts connections until dropped.
-    pub fn start<F, Fut>(serve: F) -> Stub
+    /// Start the stand-in; `handle` answers each request.
+    pub fn start<H, Fut, B>(handle: H) -> Stub
     where
-        F: FnOnce(TcpListener, TlsAcceptor) -> Fut + Send + 'static,
-        Fut: Future<Output = ()>,
+        H: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Response<B>> + Send + 'static,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (tls, cert) = stub_tls();
         let acceptor = TlsAcceptor::from(tls);
-        let (addr, runtime) = StubRuntime::spawn(move |listener| serve(listener, acceptor));
+        // Serve HTTP/1.1 or HTTP/2 (auto builder) on each TLS connection.
+        let (addr, runtime) = StubRuntime::spawn(move |listener| async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, handle) = (acceptor.clone(), handle.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let response = handle(req);
+                        async move { Ok::<_, Infallible>(response.await) }
+                    });
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                });
+            }
+        });
         let mut roots = RootCertStore::empty();
         roots.add(cert).expect("stand-in certificate as a root");
         Stub {
