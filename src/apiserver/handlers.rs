@@ -76,6 +76,18 @@ pub fn parse_path(path: &str, is_namespaced: impl Fn(&str, &str, &str) -> bool) 
 
 pub type Query = HashMap<String, String>;
 
+/// A request addressed to one named object (or one of its subresources).
+pub struct ItemRequest<'a> {
+    pub app: &'a Arc<AppState>,
+    pub res: &'a Arc<Resource>,
+    pub ns: Option<&'a str>,
+    pub name: &'a str,
+    pub method: &'a Method,
+    pub q: &'a Query,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+}
+
 pub fn parse_query(uri: &Uri) -> ApiResult<Query> {
     match uri.query() {
         None => Ok(HashMap::new()),
@@ -373,9 +385,21 @@ async fn dispatch(
     let ns = t.namespace.as_deref();
     match (&t.name, t.sub.as_deref()) {
         (None, _) => collection(app, &res, ns, method, &q, headers, body).await,
-        (Some(name), None) => item(app, &res, ns, name, method, &q, headers, body).await,
-        (Some(name), Some(sub)) => {
-            super::subresources::handle(app, &res, ns, name, sub, method, &q, headers, body).await
+        (Some(name), sub) => {
+            let r = ItemRequest {
+                app,
+                res: &res,
+                ns,
+                name,
+                method,
+                q: &q,
+                headers,
+                body,
+            };
+            match sub {
+                None => item(r).await,
+                Some(sub) => super::subresources::handle(r, sub).await,
+            }
         }
     }
 }
@@ -592,17 +616,17 @@ pub fn delete_options(q: &Query, headers: &HeaderMap, body: &[u8]) -> ApiResult<
     Ok(o)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn item(
-    app: &Arc<AppState>,
-    res: &Arc<Resource>,
-    ns: Option<&str>,
-    name: &str,
-    method: &Method,
-    q: &Query,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
+async fn item(r: ItemRequest<'_>) -> ApiResult<Response> {
+    let ItemRequest {
+        app,
+        res,
+        ns,
+        name,
+        method,
+        q,
+        headers,
+        body,
+    } = r;
     match *method {
         Method::GET => {
             let out = negotiate::output(headers, q.get("includeObject").map(String::as_str))?;

@@ -14,39 +14,27 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::handlers::{self, Query, json_response};
+use super::handlers::{self, ItemRequest, Query, json_response};
 use super::negotiate;
 use super::registry::{DeleteOptions, Part, PatchType};
 use crate::api::kinds::Resource;
 
-#[allow(clippy::too_many_arguments)]
-pub async fn handle(
-    app: &Arc<AppState>,
-    res: &Arc<Resource>,
-    ns: Option<&str>,
-    name: &str,
-    sub: &str,
-    method: &Method,
-    q: &Query,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
+pub async fn handle(r: ItemRequest<'_>, sub: &str) -> ApiResult<Response> {
+    let (res, name, method) = (r.res, r.name, r.method);
     let is_pod = res.group.is_empty() && res.kind == "Pod";
     match sub {
-        "status" if res.has_status => status(app, res, ns, name, method, q, headers, body).await,
-        "scale" if res.scale.is_some() => scale(app, res, ns, name, method, q, headers, body).await,
+        "status" if res.has_status => status(r).await,
+        "scale" if res.scale.is_some() => scale(r).await,
         "finalize" if res.group.is_empty() && res.kind == "Namespace" && *method == Method::PUT => {
-            finalize(app, res, name, q, headers, body).await
+            finalize(r.app, res, name, r.q, r.headers, r.body).await
         }
         "binding" if is_pod && *method == Method::POST => {
-            binding(app, res, ns, name, headers, body).await
+            binding(r.app, res, r.ns, name, r.headers, r.body).await
         }
         "eviction" if is_pod && *method == Method::POST => {
-            eviction(app, res, ns, name, headers, body).await
+            eviction(r.app, res, r.ns, name, r.headers, r.body).await
         }
-        "ephemeralcontainers" if is_pod => {
-            ephemeral(app, res, ns, name, method, q, headers, body).await
-        }
+        "ephemeralcontainers" if is_pod => ephemeral(r).await,
         "log" | "exec" | "attach" | "portforward" if is_pod => {
             Err(ApiError::service_unavailable(format!(
                 "pods \"{name}\": the {sub} subresource needs a kubelet on the pod's node; this server runs no kubelet yet"
@@ -59,17 +47,17 @@ pub async fn handle(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn status(
-    app: &Arc<AppState>,
-    res: &Arc<Resource>,
-    ns: Option<&str>,
-    name: &str,
-    method: &Method,
-    q: &Query,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
+async fn status(r: ItemRequest<'_>) -> ApiResult<Response> {
+    let ItemRequest {
+        app,
+        res,
+        ns,
+        name,
+        method,
+        q,
+        headers,
+        body,
+    } = r;
     match *method {
         Method::GET => {
             let obj = app.registry.get(res, ns, name).await?;
@@ -191,17 +179,17 @@ fn selector_string(sel: &Value) -> String {
     parts.join(",")
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn scale(
-    app: &Arc<AppState>,
-    res: &Arc<Resource>,
-    ns: Option<&str>,
-    name: &str,
-    method: &Method,
-    q: &Query,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
+async fn scale(r: ItemRequest<'_>) -> ApiResult<Response> {
+    let ItemRequest {
+        app,
+        res,
+        ns,
+        name,
+        method,
+        q,
+        headers,
+        body,
+    } = r;
     let (kv, obj) = app.registry.get_kv(res, ns, name).await?;
     let current = scale_of(res, &obj);
     let desired = match *method {
@@ -445,17 +433,17 @@ async fn eviction(
     Ok(json_response(StatusCode::CREATED, &s, &[]))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn ephemeral(
-    app: &Arc<AppState>,
-    res: &Arc<Resource>,
-    ns: Option<&str>,
-    name: &str,
-    method: &Method,
-    q: &Query,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
+async fn ephemeral(r: ItemRequest<'_>) -> ApiResult<Response> {
+    let ItemRequest {
+        app,
+        res,
+        ns,
+        name,
+        method,
+        q,
+        headers,
+        body,
+    } = r;
     let (kv, pod) = app.registry.get_kv(res, ns, name).await?;
     let desired = match *method {
         Method::GET => return Ok(json_response(StatusCode::OK, &pod, &[])),
