@@ -24,7 +24,8 @@ if [ -z "${SKIFF_BIN:-}" ]; then
   (cd "$here" && cargo build --release --locked 2>&1 | tail -n 3)
   SKIFF_BIN="$here/target/release/skiff"
 fi
-install -m 0755 "$SKIFF_BIN" /usr/local/bin/skiff
+# stripped: the release build keeps line tables for developers; users get ~27 MB
+install -s -m 0755 "$SKIFF_BIN" /usr/local/bin/skiff
 mkdir -p /etc/skiff /var/lib/skiff
 chmod 0700 /var/lib/skiff
 say "installed /usr/local/bin/skiff"
