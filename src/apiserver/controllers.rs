@@ -130,16 +130,7 @@ pub fn crd_resources(crd: &Value) -> Vec<Resource> {
             .unwrap_or_default()
             .to_string()
     };
-    let list = |v: &Value, k: &str| -> Vec<String> {
-        v.get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = |v: &Value, k: &str| super::registry::string_list(v.get(k));
     let plural = s(&names, "plural");
     let kind = s(&names, "kind");
     let singular = match s(&names, "singular") {

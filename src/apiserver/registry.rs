@@ -193,9 +193,12 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
 }
 
 pub fn finalizers(obj: &Value) -> Vec<String> {
-    meta(obj)
-        .and_then(|m| m.get("finalizers"))
-        .and_then(Value::as_array)
+    string_list(meta(obj).and_then(|m| m.get("finalizers")))
+}
+
+/// The strings of a JSON array (non-strings skipped; absent → empty).
+pub fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|x| x.as_str().map(String::from))
