@@ -65,15 +65,21 @@ fn template_matches_selector(e: &mut Errs, spec: &Value, path: &str) {
     }
 }
 
-/// The template's pod spec plus the "must be Always, no deadline" rules of
-/// long-running workloads.
-fn always_template(e: &mut Errs, spec: &Value, path: &str, owner: &str, dead_line_invalid: bool) {
+/// Validates the required `template` under `path`; returns it and its path.
+fn checked_template<'a>(e: &mut Errs, spec: &'a Value, path: &str) -> (Option<&'a Value>, String) {
     let template = get(spec, "template");
     let tp = child(path, "template");
     match template {
         None => e.required(&tp, ""),
         Some(t) => validate_pod_template(e, t, &tp, true),
     }
+    (template, tp)
+}
+
+/// The template's pod spec plus the "must be Always, no deadline" rules of
+/// long-running workloads.
+fn always_template(e: &mut Errs, spec: &Value, path: &str, owner: &str, dead_line_invalid: bool) {
+    let (template, tp) = checked_template(e, spec, path);
     let rp = template_restart_policy(template);
     if rp != "Always" {
         e.not_supported(&child(&tp, "spec.restartPolicy"), go::q(rp), &["Always"]);
@@ -518,12 +524,7 @@ fn validate_job_spec(e: &mut Errs, spec: &Value, path: &str, selector_required: 
             &["Failed", "TerminatingOrFailed"],
         );
     }
-    let template = get(spec, "template");
-    let tp = child(path, "template");
-    match template {
-        None => e.required(&tp, ""),
-        Some(t) => validate_pod_template(e, t, &tp, true),
-    }
+    let (template, tp) = checked_template(e, spec, path);
     let rp = template_restart_policy(template);
     if rp != "OnFailure" && rp != "Never" {
         e.required(
