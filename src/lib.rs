@@ -8,6 +8,8 @@ pub mod api;
 pub mod apiserver;
 pub mod cli;
 pub mod config;
+pub mod controllers;
+pub mod inproc;
 pub mod pki;
 pub mod server;
 pub mod store;

@@ -108,7 +108,26 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         Duration::from_secs(cfg.compact_interval_secs),
         cfg.compact_keep,
     );
+    let router = apiserver::router(app.clone());
+    let identity = format!("{}_{}", crate::config::hostname(), uuid::Uuid::new_v4());
+    let cm_config = crate::controllers::Config {
+        ca_pem: pki.server_ca_pem().to_string(),
+        cluster_cidr: cfg.cluster_cidr.clone(),
+        node_cidr_mask: 24,
+        storage_dir: cfg.data_dir.join("storage"),
+    };
+    let cm_client = crate::inproc::client(
+        router.clone(),
+        crate::inproc::users::CONTROLLER_MANAGER,
+        &[],
+    );
     let tasks = vec![
+        tokio::spawn(crate::controllers::leader::run(
+            cm_client.clone(),
+            "kube-controller-manager",
+            identity.clone(),
+            move || crate::controllers::run_all(cm_client.clone(), cm_config.clone()),
+        )),
         tokio::spawn(controllers::run_crds(app.clone())),
         tokio::spawn(controllers::run_namespaces(app.clone())),
         tokio::spawn(controllers::run_gc(app.clone())),
@@ -143,12 +162,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         );
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(apiserver::serve_tls(
-        listener,
-        tls,
-        apiserver::router(app.clone()),
-        stop_rx,
-    ));
+    let server = tokio::spawn(apiserver::serve_tls(listener, tls, router, stop_rx));
     wait_for_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);

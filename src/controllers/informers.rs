@@ -1,0 +1,120 @@
+//! Shared informers: one watch and one cache per kind for every in-process
+//! controller, so 10,000 pods are held once, not once per controller.
+//!
+//! An `Informer` drives a kube-runtime `watcher` into a kube-runtime `Store`
+//! and fans every change out to its subscribers: for an update it sends the
+//! previous object then the new one, for a delete the last known object, so
+//! mappers (pod → owner, pod → services) see both sides of a label or owner
+//! change. (kube-runtime's own shared streams drop deletes.)
+//!
+//! Invariant: an object is in the store before any subscriber hears of it;
+//! subscriptions taken before `start` see the initial list.
+
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+pub struct Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    api: Api<K>,
+    store: Store<K>,
+    writer: Mutex<Option<reflector::store::Writer<K>>>,
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>,
+    /// Wakes `changed()` waiters (the scheduler) on every change.
+    notify: Arc<Notify>,
+}
+
+impl<K> Informer<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    pub fn new(api: Api<K>) -> Arc<Self> {
+        let (store, writer) = reflector::store();
+        Arc::new(Informer {
+            api,
+            store,
+            writer: Mutex::new(Some(writer)),
+            subscribers: Mutex::new(Vec::new()),
+            notify: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The cache (readable at any time; empty until the first list).
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// Every object the informer applies, in order (old then new on update).
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.subscribers.lock().unwrap().push(tx);
+        UnboundedReceiverStream::new(rx)
+    }
+
+    /// Start watching; call once, after the subscriptions are taken.
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let Some(mut writer) = me.writer.lock().unwrap().take() else {
+                return;
+            };
+            let cfg = watcher::Config::default().any_semantic();
+            let mut stream = watcher(me.api.clone(), cfg).boxed();
+            while let Some(ev) = stream.next().await {
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        tracing::debug!("informer watch error: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
+                let mut out: Vec<Arc<K>> = Vec::new();
+                match &ev {
+                    watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => {
+                        let key = ObjectRef::from_obj(obj);
+                        if let Some(old) = me.store.get(&key) {
+                            out.push(old);
+                        }
+                        if matches!(ev, watcher::Event::Apply(_)) {
+                            writer.apply_watcher_event(&ev);
+                            out.extend(me.store.get(&key));
+                        } else {
+                            writer.apply_watcher_event(&ev);
+                        }
+                    }
+                    watcher::Event::InitDone => {
+                        writer.apply_watcher_event(&ev);
+                        out = me.store.state();
+                    }
+                    _ => writer.apply_watcher_event(&ev),
+                }
+                if !out.is_empty() {
+                    let mut subs = me.subscribers.lock().unwrap();
+                    subs.retain(|tx| out.iter().all(|o| tx.send(o.clone()).is_ok()));
+                    drop(subs);
+                    me.notify.notify_waiters();
+                }
+            }
+        })
+    }
+
+    /// Resolves after the next change the informer applies.
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+}

@@ -1,0 +1,93 @@
+//! In-process controllers of `skiff server` (upstream kube-controller-manager)
+//! and the shared machinery they use. Each controller is one file (its pure
+//! "plan" in a `plan.rs` beside it) built on kube-runtime's `Controller`
+//! over shared informers, talking to the API only through `kube::Client`.
+//!
+//! Invariant: everything here runs inside the `kube-controller-manager`
+//! lease (see `leader`), so at most one server acts at a time.
+
+pub mod events;
+pub mod informers;
+pub mod leader;
+pub mod podutil;
+pub mod serviceaccount;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, ServiceAccount};
+use kube::Api;
+use kube::runtime::controller::Action;
+use tokio::task::JoinSet;
+
+use informers::Informer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Settings the controllers take from the server configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub ca_pem: String,
+    pub cluster_cidr: String,
+    pub node_cidr_mask: u8,
+    pub storage_dir: std::path::PathBuf,
+}
+
+/// What every controller shares: the client, the recorder, the informers.
+pub struct Context {
+    pub client: kube::Client,
+    pub recorder: events::Recorder,
+    pub ca_pem: String,
+    pub config: Config,
+    pub pods: Arc<Informer<Pod>>,
+    pub nodes: Arc<Informer<Node>>,
+    pub serviceaccounts: Arc<Informer<ServiceAccount>>,
+    pub configmaps: Arc<Informer<ConfigMap>>,
+}
+
+/// Requeue a failed reconcile with a short delay (the runtime adds backoff
+/// on top through its scheduler).
+pub fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::debug!("reconcile failed: {err}");
+    Action::requeue(Duration::from_millis(500))
+}
+
+/// Run every controller until the future is dropped (the leader lease is lost).
+pub async fn run_all(client: kube::Client, config: Config) {
+    let ctx = Arc::new(Context {
+        recorder: events::Recorder::new(client.clone(), "kube-controller-manager"),
+        ca_pem: config.ca_pem.clone(),
+        pods: Informer::new(Api::all(client.clone())),
+        nodes: Informer::new(Api::all(client.clone())),
+        serviceaccounts: Informer::new(Api::all(client.clone())),
+        configmaps: Informer::new(Api::all(client.clone())),
+        config,
+        client: client.clone(),
+    });
+    let namespaces: Arc<Informer<Namespace>> = Informer::new(Api::all(client.clone()));
+    let mut set = JoinSet::new();
+    set.spawn(serviceaccount::run(ctx.clone(), &namespaces));
+    set.spawn(run_forever(namespaces.start()));
+    set.spawn(run_forever(ctx.pods.start()));
+    set.spawn(run_forever(ctx.nodes.start()));
+    set.spawn(run_forever(ctx.serviceaccounts.start()));
+    set.spawn(run_forever(ctx.configmaps.start()));
+    while set.join_next().await.is_some() {}
+}
+
+async fn run_forever(h: tokio::task::JoinHandle<()>) {
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut g = AbortOnDrop(h);
+    let _ = (&mut g.0).await;
+}
