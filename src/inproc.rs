@@ -16,7 +16,14 @@ use crate::apiserver::authn::InProcess;
 use crate::apiserver::registry::Identity;
 
 /// A client acting as `user` (in `groups`) against `router`.
+/// The user agent (and so the default field manager) is the user's last
+/// `:`-separated part, as upstream components name themselves.
 pub fn client(router: Router, user: &str, groups: &[&str]) -> kube::Client {
+    let agent = http::HeaderValue::from_str(&format!(
+        "{}/v1.33.0 (linux/amd64) skiff",
+        user.rsplit(':').next().unwrap_or(user)
+    ))
+    .unwrap_or(http::HeaderValue::from_static("skiff"));
     let identity = Identity {
         user: user.to_string(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
@@ -25,6 +32,10 @@ pub fn client(router: Router, user: &str, groups: &[&str]) -> kube::Client {
         let router = router.clone();
         let mut req = req.map(axum::body::Body::new);
         req.extensions_mut().insert(InProcess(identity.clone()));
+        if !req.headers().contains_key(http::header::USER_AGENT) {
+            req.headers_mut()
+                .insert(http::header::USER_AGENT, agent.clone());
+        }
         async move { Ok::<_, Infallible>(router.oneshot(req).await.unwrap_or_else(|e| match e {})) }
     });
     kube::Client::new(svc, "default")

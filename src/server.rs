@@ -93,6 +93,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             advertise: advertise.clone(),
             server_token: token.clone(),
             ca_pem: pki.server_ca_pem().to_string(),
+            service_account_key_pem: Some(pki.service_account_key_pem().to_string()),
         },
     );
     controllers::load_crds(&app).await?;

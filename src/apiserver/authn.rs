@@ -61,6 +61,56 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A bearer token's identity: the server token, or a service-account JWT
+/// whose service account (and bound object) still exist with the same uid.
+pub async fn authenticate_token(app: &AppState, token: &str) -> Option<Identity> {
+    if let Some(id) = app.authn.token_identity(token) {
+        return Some(id);
+    }
+    let signer = app.sa_signer.as_ref()?;
+    let now = chrono::Utc::now().timestamp();
+    let claims = signer
+        .verify(token, &[super::satoken::ISSUER], now)
+        .map_err(|e| tracing::debug!("service-account token rejected: {e}"))
+        .ok()?;
+    let sub = super::satoken::subject(&claims).ok()?;
+    let uid_of = |plural: &'static str, ns: Option<String>, name: String| async move {
+        let res = app.registry.kinds.get("", "v1", plural)?;
+        let obj = app.registry.get(&res, ns.as_deref(), &name).await.ok()?;
+        let deleting = obj.pointer("/metadata/deletionTimestamp").is_some();
+        let uid = obj.pointer("/metadata/uid")?.as_str()?.to_string();
+        Some((uid, deleting))
+    };
+    let (sa_uid, _) = uid_of(
+        "serviceaccounts",
+        Some(sub.namespace.clone()),
+        sub.name.clone(),
+    )
+    .await?;
+    if sa_uid != sub.uid {
+        return None;
+    }
+    if let Some((kind, name, uid)) = &sub.bound {
+        let (plural, ns) = match *kind {
+            "Pod" => ("pods", Some(sub.namespace.clone())),
+            "Secret" => ("secrets", Some(sub.namespace.clone())),
+            _ => ("nodes", None),
+        };
+        let (got, deleting) = uid_of(plural, ns, name.clone()).await?;
+        if (!uid.is_empty() && got != *uid) || (*kind == "Pod" && deleting) {
+            return None;
+        }
+    }
+    Some(Identity {
+        user: format!("system:serviceaccount:{}:{}", sub.namespace, sub.name),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{}", sub.namespace),
+            "system:authenticated".into(),
+        ],
+    })
+}
+
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/cacerts", "/ping"];
 
 pub async fn middleware(
@@ -86,7 +136,7 @@ pub async fn middleware(
     let identity = if let Some(id) = in_process {
         Some(id)
     } else if let Some(token) = bearer {
-        match app.authn.token_identity(&token) {
+        match authenticate_token(&app, &token).await {
             Some(id) => Some(id),
             None => return ApiError::unauthorized().into_response(),
         }

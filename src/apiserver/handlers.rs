@@ -379,7 +379,7 @@ async fn dispatch(
             ));
         }
         let obj = negotiate::decode_body(headers, &body, Some((&res.api_version(), &res.kind)))?;
-        let out = reviews::handle(app, &res, t.namespace.as_deref(), identity, obj)?;
+        let out = reviews::handle(app, &res, t.namespace.as_deref(), identity, obj).await?;
         return Ok(json_response(StatusCode::CREATED, &out, &[]));
     }
     let ns = t.namespace.as_deref();

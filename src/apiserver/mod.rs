@@ -15,6 +15,7 @@ pub mod negotiate;
 pub mod openapi_routes;
 pub mod registry;
 pub mod reviews;
+pub mod satoken;
 pub mod subresources;
 pub mod watch;
 
@@ -50,6 +51,8 @@ pub struct AppState {
     pub openapi: openapi_routes::OpenApiCache,
     /// Encoded watch events shared across watchers.
     pub watch_lines: watch::LineCache,
+    /// Signs and verifies service-account tokens.
+    pub sa_signer: Option<satoken::Signer>,
 }
 
 pub struct ApiServerConfig {
@@ -57,6 +60,8 @@ pub struct ApiServerConfig {
     pub advertise: String,
     pub server_token: String,
     pub ca_pem: String,
+    /// PKCS#8 PEM of the service-account signing key (tokens are disabled without it).
+    pub service_account_key_pem: Option<String>,
 }
 
 impl AppState {
@@ -70,6 +75,11 @@ impl AppState {
             ca_pem: cfg.ca_pem,
             openapi: openapi_routes::OpenApiCache::default(),
             watch_lines: watch::LineCache::default(),
+            sa_signer: cfg.service_account_key_pem.as_deref().and_then(|pem| {
+                satoken::Signer::from_pem(pem)
+                    .map_err(|e| tracing::warn!("service-account tokens disabled: {e}"))
+                    .ok()
+            }),
         })
     }
 }

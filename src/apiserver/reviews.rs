@@ -12,7 +12,7 @@ use super::error::{ApiError, ApiResult};
 use super::registry::{Identity, now_rfc3339};
 use crate::api::kinds::Resource;
 
-pub fn handle(
+pub async fn handle(
     app: &AppState,
     res: &Resource,
     ns: Option<&str>,
@@ -60,7 +60,7 @@ pub fn handle(
                 .pointer("/spec/token")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            obj["status"] = match app.authn.token_identity(token) {
+            obj["status"] = match super::authn::authenticate_token(app, token).await {
                 Some(id) => {
                     json!({ "authenticated": true, "user": { "username": id.user, "groups": id.groups } })
                 }

@@ -35,6 +35,11 @@ pub async fn handle(r: ItemRequest<'_>, sub: &str) -> ApiResult<Response> {
             eviction(r.app, res, r.ns, name, r.headers, r.body).await
         }
         "ephemeralcontainers" if is_pod => ephemeral(r).await,
+        "token"
+            if res.group.is_empty() && res.kind == "ServiceAccount" && *method == Method::POST =>
+        {
+            token_request(r).await
+        }
         "log" | "exec" | "attach" | "portforward" if is_pod => {
             Err(ApiError::service_unavailable(format!(
                 "pods \"{name}\": the {sub} subresource needs a kubelet on the pod's node; this server runs no kubelet yet"
@@ -431,6 +436,148 @@ async fn eviction(
     app.registry.delete(res, ns, name, &opts).await?;
     let s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
     Ok(json_response(StatusCode::CREATED, &s, &[]))
+}
+
+/// `POST serviceaccounts/<name>/token` (TokenRequest): a bound ES256 token.
+async fn token_request(r: ItemRequest<'_>) -> ApiResult<Response> {
+    let (app, ns, name) = (r.app, r.ns.unwrap_or("default"), r.name);
+    let invalid = |field: &str, reason: &str, message: String| {
+        ApiError::invalid(
+            "authentication.k8s.io",
+            "TokenRequest",
+            name,
+            vec![super::error::StatusCause {
+                reason: reason.into(),
+                message,
+                field: field.into(),
+            }],
+        )
+    };
+    let signer = app.sa_signer.as_ref().ok_or_else(|| {
+        ApiError::service_unavailable("service-account token signing is not configured".to_string())
+    })?;
+    let mut req = negotiate::decode_body(
+        r.headers,
+        &r.body,
+        Some(("authentication.k8s.io/v1", "TokenRequest")),
+    )?;
+    let sa = app.registry.get(r.res, Some(ns), name).await?;
+    let sa_uid = sa
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let spec = req.get("spec").cloned().unwrap_or(json!({}));
+    let expiration = spec
+        .get("expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(3600);
+    if expiration < 600 {
+        return Err(invalid(
+            "spec.expirationSeconds",
+            "FieldValueInvalid",
+            format!("Invalid value: {expiration}: may not specify a duration less than 10 minutes"),
+        ));
+    }
+    if expiration > 1 << 32 {
+        return Err(invalid(
+            "spec.expirationSeconds",
+            "FieldValueInvalid",
+            format!(
+                "Invalid value: {expiration}: may not specify a duration larger than 2^32 seconds"
+            ),
+        ));
+    }
+    let audiences: Vec<String> = match spec.get("audiences").and_then(Value::as_array) {
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        _ => vec![super::satoken::ISSUER.to_string()],
+    };
+    let mut bound = None;
+    if let Some(b) = spec.get("boundObjectRef").filter(|b| b.is_object()) {
+        let kind = b.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let bname = b
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let (kind, plural, bns): (&'static str, &str, Option<&str>) = match kind {
+            "Pod" => ("Pod", "pods", Some(ns)),
+            "Secret" => ("Secret", "secrets", Some(ns)),
+            "Node" => ("Node", "nodes", None),
+            other => {
+                return Err(invalid(
+                    "spec.boundObjectRef.kind",
+                    "FieldValueNotSupported",
+                    format!(
+                        "Unsupported value: \"{other}\": supported values: \"Pod\", \"Secret\", \"Node\""
+                    ),
+                ));
+            }
+        };
+        let bres = app
+            .registry
+            .kinds
+            .get("", "v1", plural)
+            .ok_or_else(|| handlers::not_found_path(""))?;
+        let obj = app.registry.get(&bres, bns, &bname).await?;
+        let uid = obj
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if let Some(want) = b
+            .get("uid")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            && want != uid
+        {
+            return Err(ApiError::conflict(
+                "",
+                kind,
+                &bname,
+                &format!(
+                    "the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated"
+                ),
+            ));
+        }
+        bound = Some((kind, bname, uid));
+    }
+    let sub = super::satoken::Subject {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        uid: sa_uid.to_string(),
+        bound: bound.clone(),
+    };
+    let now = chrono::Utc::now();
+    let claims = super::satoken::bound_claims(
+        &sub,
+        audiences.clone(),
+        expiration,
+        now.timestamp(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    let token = signer.sign(&claims);
+    let exp = (now + chrono::Duration::seconds(expiration))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    req["apiVersion"] = json!("authentication.k8s.io/v1");
+    req["kind"] = json!("TokenRequest");
+    req["metadata"] =
+        json!({"name": name, "namespace": ns, "creationTimestamp": super::registry::now_rfc3339()});
+    let mut out_spec =
+        json!({"audiences": audiences, "expirationSeconds": expiration, "boundObjectRef": null});
+    if let (Some(b), Some((kind, bname, uid))) = (spec.get("boundObjectRef"), bound) {
+        out_spec["boundObjectRef"] = json!({
+            "kind": kind,
+            "apiVersion": b.get("apiVersion").cloned().unwrap_or(json!("v1")),
+            "name": bname,
+            "uid": uid,
+        });
+    }
+    req["spec"] = out_spec;
+    req["status"] = json!({"token": token, "expirationTimestamp": exp});
+    Ok(json_response(StatusCode::CREATED, &req, &[]))
 }
 
 async fn ephemeral(r: ItemRequest<'_>) -> ApiResult<Response> {

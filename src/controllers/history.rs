@@ -66,7 +66,9 @@ pub fn template_of(rev: &ControllerRevision) -> Option<PodTemplateSpec> {
 
 /// Whether a revision records exactly this template.
 pub fn matches_template(rev: &ControllerRevision, template: &PodTemplateSpec) -> bool {
-    rev.data.as_ref().is_some_and(|d| d.0 == patch_data(template))
+    rev.data
+        .as_ref()
+        .is_some_and(|d| d.0 == patch_data(template))
 }
 
 fn fnv32a(bytes: &[u8]) -> u32 {
@@ -176,7 +178,7 @@ pub fn equal_revision(a: &ControllerRevision, b: &ControllerRevision) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RevisionChange {
     /// Create this revision.
-    Create(ControllerRevision),
+    Create(Box<ControllerRevision>),
     /// An equal, older revision is reused: set its `revision` number.
     Renumber { name: String, revision: i64 },
 }
@@ -239,7 +241,7 @@ pub fn resolve(owner: &Owner, revisions: &[ControllerRevision], collision_count:
     }
     Resolved {
         update: candidate.clone(),
-        change: Some(RevisionChange::Create(candidate)),
+        change: Some(RevisionChange::Create(Box::new(candidate))),
         collision_count: count,
     }
 }
@@ -251,7 +253,7 @@ pub fn apply_change(
 ) -> Vec<ControllerRevision> {
     let mut out = revisions.to_vec();
     match change {
-        Some(RevisionChange::Create(cr)) => out.push(cr.clone()),
+        Some(RevisionChange::Create(cr)) => out.push((**cr).clone()),
         Some(RevisionChange::Renumber { name, revision }) => {
             for r in out.iter_mut() {
                 if r.metadata.name.as_deref() == Some(name) {
@@ -342,20 +344,31 @@ mod tests {
     fn payload_roundtrip_and_naming() {
         let t = template("nginx:1");
         let m = meta();
-        let owner = Owner { api_version: "apps/v1", kind: "StatefulSet", meta: &m, template: &t };
+        let owner = Owner {
+            api_version: "apps/v1",
+            kind: "StatefulSet",
+            meta: &m,
+            template: &t,
+        };
         let r = new_revision(&owner, 1, 0);
         let data = &r.data.as_ref().unwrap().0;
         assert_eq!(data["spec"]["template"]["$patch"], "replace");
         assert_eq!(template_of(&r), Some(t.clone()));
         let hash = r.metadata.labels.as_ref().unwrap()[REVISION_HASH_LABEL].clone();
-        assert_eq!(r.metadata.name.as_deref(), Some(format!("web-{hash}").as_str()));
+        assert_eq!(
+            r.metadata.name.as_deref(),
+            Some(format!("web-{hash}").as_str())
+        );
         assert!(hash.bytes().all(|b| SAFE_ALPHANUMS.contains(&b)));
         assert_eq!(r.metadata.labels.as_ref().unwrap()["app"], "web");
         // stable, and sensitive to template and collision count
         assert_eq!(new_revision(&owner, 7, 0).metadata.name, r.metadata.name);
         assert_ne!(new_revision(&owner, 1, 1).metadata.name, r.metadata.name);
         let t2 = template("nginx:2");
-        let o2 = Owner { template: &t2, ..owner };
+        let o2 = Owner {
+            template: &t2,
+            ..owner
+        };
         assert_ne!(new_revision(&o2, 1, 0).metadata.name, r.metadata.name);
         assert!(matches_template(&r, &t) && !matches_template(&r, &t2));
         assert_eq!(revision_name(&"x".repeat(300), "h").len(), 225);
@@ -365,8 +378,16 @@ mod tests {
     fn resolve_cases() {
         let m = meta();
         let (t1, t2) = (template("a"), template("b"));
-        let o1 = Owner { api_version: "apps/v1", kind: "StatefulSet", meta: &m, template: &t1 };
-        let o2 = Owner { template: &t2, ..o1 };
+        let o1 = Owner {
+            api_version: "apps/v1",
+            kind: "StatefulSet",
+            meta: &m,
+            template: &t1,
+        };
+        let o2 = Owner {
+            template: &t2,
+            ..o1
+        };
         // empty history: create revision 1
         let r = resolve(&o1, &[], 0);
         assert!(matches!(r.change, Some(RevisionChange::Create(_))));
@@ -384,14 +405,20 @@ mod tests {
         let r = resolve(&o1, &h, 0);
         assert_eq!(
             r.change,
-            Some(RevisionChange::Renumber { name: h[0].metadata.name.clone().unwrap(), revision: 3 })
+            Some(RevisionChange::Renumber {
+                name: h[0].metadata.name.clone().unwrap(),
+                revision: 3
+            })
         );
         // collision: name taken by another payload bumps the count
         let mut fake = rev(&o2, 1);
         fake.metadata.name = rev(&o1, 1).metadata.name;
         let r = resolve(&o1, &[fake], 0);
         assert_eq!(r.collision_count, 1);
-        assert_eq!(r.update.metadata.name, new_revision(&o1, 2, 1).metadata.name);
+        assert_eq!(
+            r.update.metadata.name,
+            new_revision(&o1, 2, 1).metadata.name
+        );
     }
 
     #[test]
@@ -402,7 +429,12 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let o = Owner { api_version: "apps/v1", kind: "StatefulSet", meta: &m, template: t };
+                let o = Owner {
+                    api_version: "apps/v1",
+                    kind: "StatefulSet",
+                    meta: &m,
+                    template: t,
+                };
                 rev(&o, i as i64 + 1)
             })
             .collect();
@@ -417,7 +449,11 @@ mod tests {
         ];
         for (limit, mode, want) in cases {
             let cur = name(4);
-            assert_eq!(prune(&revs, live, limit, mode, Some(&cur)), want, "limit {limit}");
+            assert_eq!(
+                prune(&revs, live, limit, mode, Some(&cur)),
+                want,
+                "limit {limit}"
+            );
         }
     }
 }

@@ -50,7 +50,11 @@ pub enum IpamError {
     /// Text that is not `addr/prefix`.
     Parse(String),
     /// A node carries more pod CIDRs than there are cluster CIDRs.
-    ExtraCidr { node: String, cidr: String, index: usize },
+    ExtraCidr {
+        node: String,
+        cidr: String,
+        index: usize,
+    },
 }
 
 impl fmt::Display for IpamError {
@@ -401,6 +405,28 @@ impl CidrAllocator {
         Ok(Self { sets })
     }
 
+    /// From `--cluster-cidr`-style text: one CIDR, or two comma-separated
+    /// (dual-stack, one per family), each split with the mask of its family.
+    pub fn from_flags(
+        cluster_cidr: &str,
+        node_mask_v4: u8,
+        node_mask_v6: u8,
+    ) -> Result<Self, IpamError> {
+        let cidrs = cluster_cidr
+            .split(',')
+            .map(|c| {
+                let net = IpNet::from_str(c)?;
+                let m = if net.is_ipv4() {
+                    node_mask_v4
+                } else {
+                    node_mask_v6
+                };
+                Ok((net, m))
+            })
+            .collect::<Result<Vec<_>, IpamError>>()?;
+        Self::dual_stack(&cidrs)
+    }
+
     /// The per-family sets, primary first.
     pub fn sets(&self) -> &[CidrSet] {
         &self.sets
@@ -539,7 +565,8 @@ mod tests {
             },
             spec: Some(NodeSpec {
                 pod_cidr: cidrs.first().map(|s| s.to_string()),
-                pod_cidrs: (!cidrs.is_empty()).then(|| cidrs.iter().map(|s| s.to_string()).collect()),
+                pod_cidrs: (!cidrs.is_empty())
+                    .then(|| cidrs.iter().map(|s| s.to_string()).collect()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -569,7 +596,12 @@ mod tests {
         let got: Vec<String> = (0..4).map(|_| s.allocate().unwrap().to_string()).collect();
         assert_eq!(
             got,
-            ["10.42.0.0/24", "10.42.1.0/24", "10.42.2.0/24", "10.42.3.0/24"]
+            [
+                "10.42.0.0/24",
+                "10.42.1.0/24",
+                "10.42.2.0/24",
+                "10.42.3.0/24"
+            ]
         );
         let err = s.allocate().unwrap_err();
         assert_eq!(
@@ -659,7 +691,9 @@ mod tests {
             NodeCidrOutcome::Occupied
         );
         let out = a.allocate_or_occupy(&node("g", &[])).unwrap();
-        assert!(matches!(out, NodeCidrOutcome::Patch { ref pod_cidr, .. } if pod_cidr == "10.42.3.0/24"));
+        assert!(
+            matches!(out, NodeCidrOutcome::Patch { ref pod_cidr, .. } if pod_cidr == "10.42.3.0/24")
+        );
         match a.allocate_or_occupy(&node("h", &[])).unwrap() {
             NodeCidrOutcome::NotAvailable { event, error } => {
                 assert_eq!(event.reason, "CIDRNotAvailable");
@@ -671,13 +705,15 @@ mod tests {
         // deleting a node frees its block for the next one
         a.release_node(&node("a", &["10.42.0.0/24"])).unwrap();
         let out = a.allocate_or_occupy(&node("h", &[])).unwrap();
-        assert!(matches!(out, NodeCidrOutcome::Patch { ref pod_cidr, .. } if pod_cidr == "10.42.0.0/24"));
+        assert!(
+            matches!(out, NodeCidrOutcome::Patch { ref pod_cidr, .. } if pod_cidr == "10.42.0.0/24")
+        );
     }
 
     #[test]
     fn dual_stack_allocates_one_per_family_and_rolls_back() {
-        let mut a =
-            CidrAllocator::dual_stack(&[(net("10.42.0.0/24"), 24), (net("fd00::/63"), 64)]).unwrap();
+        let mut a = CidrAllocator::dual_stack(&[(net("10.42.0.0/24"), 24), (net("fd00::/63"), 64)])
+            .unwrap();
         let out = a.allocate_or_occupy(&node("a", &[])).unwrap();
         assert_eq!(
             out,
@@ -693,7 +729,10 @@ mod tests {
         let err = a
             .allocate_or_occupy(&node("c", &["10.42.0.0/24", "fd00::/64", "fd01::/64"]))
             .unwrap_err();
-        assert!(err.to_string().contains("does not exist in cluster cidrs configuration"));
+        assert!(
+            err.to_string()
+                .contains("does not exist in cluster cidrs configuration")
+        );
     }
 
     #[test]
@@ -707,5 +746,9 @@ mod tests {
             serde_json::json!({"spec": {"podCIDR": "10.42.1.0/24", "podCIDRs": ["10.42.1.0/24"]}})
         );
         assert_eq!(CidrAllocator::default_v4().sets()[0].capacity(), 256);
+        let a = CidrAllocator::from_flags("10.42.0.0/16, fd00:42::/56", 24, 64).unwrap();
+        assert_eq!(a.sets().len(), 2);
+        assert_eq!(a.sets()[1].capacity(), 256);
+        assert!(CidrAllocator::from_flags("nope", 24, 64).is_err());
     }
 }

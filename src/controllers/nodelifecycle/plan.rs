@@ -29,7 +29,9 @@
 //! Must not: do I/O, read clocks, sleep, or rate-limit (the shell calls
 //! [`plan`] on watch events and at least every `node_monitor_period`).
 
-use crate::controllers::podutil::{chrono_to_time, is_terminal, time_to_chrono, timestamp_to_chrono};
+use crate::controllers::podutil::{
+    chrono_to_time, is_terminal, time_to_chrono, timestamp_to_chrono,
+};
 use crate::scheduler::predicates::tolerates;
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -255,7 +257,10 @@ impl<'c> Pass<'c> {
         let current = self.pod_status.get(&key).unwrap_or(pod);
         if let Some(conds) = set_pod_condition(current, cond, self.now) {
             let edited = self.edit_pod(pod);
-            edited.status.get_or_insert_with(Default::default).conditions = Some(conds);
+            edited
+                .status
+                .get_or_insert_with(Default::default)
+                .conditions = Some(conds);
         }
     }
 
@@ -310,7 +315,12 @@ impl NodeView<'_> {
 fn lease_index<'a>(leases: &[&'a Lease]) -> BTreeMap<&'a str, &'a Lease> {
     leases
         .iter()
-        .filter(|l| l.metadata.namespace.as_deref().is_none_or(|ns| ns == NODE_LEASE_NAMESPACE))
+        .filter(|l| {
+            l.metadata
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| ns == NODE_LEASE_NAMESPACE)
+        })
         .filter_map(|l| Some((l.metadata.name.as_deref()?, *l)))
         .collect()
 }
@@ -321,7 +331,8 @@ fn track_node_set(nodes: &[&Node], state: &mut State, pass: &mut Pass) {
     for n in nodes {
         if !state.nodes.contains_key(node_name(n)) {
             let msg = format!("Registered Node {} in Controller", node_name(n));
-            pass.node_actions.push(node_event(n, "Normal", "RegisteredNode", &msg));
+            pass.node_actions
+                .push(node_event(n, "Normal", "RegisteredNode", &msg));
         }
     }
     let gone: Vec<String> = state
@@ -356,7 +367,8 @@ fn observe_heartbeat(
     lease: Option<&Lease>,
     now: DateTime<Utc>,
 ) -> NodeHealth {
-    let ready = find_condition(node_conditions(node), "Ready").map(|c| c.last_heartbeat_time.clone());
+    let ready =
+        find_condition(node_conditions(node), "Ready").map(|c| c.last_heartbeat_time.clone());
     let mut h = match (prev, &ready) {
         (None, None) => NodeHealth {
             probe: creation_time(node).unwrap_or(now),
@@ -421,8 +433,12 @@ fn node_health_pass<'a>(
     let was_ready = view.ready_status() == Some("True");
     if let Some(new) = unknown_conditions(node, pass.now) {
         let mut updated = node.clone();
-        updated.status.get_or_insert_with(Default::default).conditions = Some(new.clone());
-        pass.node_actions.push(Action::UpdateNodeStatus(Box::new(updated)));
+        updated
+            .status
+            .get_or_insert_with(Default::default)
+            .conditions = Some(new.clone());
+        pass.node_actions
+            .push(Action::UpdateNodeStatus(Box::new(updated)));
         view.conditions = new;
         if let Some(h) = state.nodes.get_mut(node_name(node)) {
             h.ready_heartbeat =
@@ -431,7 +447,8 @@ fn node_health_pass<'a>(
     }
     if was_ready && view.ready_status() != Some("True") {
         let msg = format!("Node {} status is now: NodeNotReady", node_name(node));
-        pass.node_actions.push(status_event(node, "NodeNotReady", msg));
+        pass.node_actions
+            .push(status_event(node, "NodeNotReady", msg));
     }
     view
 }
@@ -485,7 +502,10 @@ fn update_disruption(views: &[NodeView], state: &mut State, now: DateTime<Utc>) 
 
 /// The controller-managed taints the node should carry.
 /// `None` for NoExecute means "leave the existing ones alone" (no Ready condition).
-fn desired_taints(view: &NodeView, full_disruption: bool) -> (Vec<&'static str>, Option<Vec<&'static str>>) {
+fn desired_taints(
+    view: &NodeView,
+    full_disruption: bool,
+) -> (Vec<&'static str>, Option<Vec<&'static str>>) {
     let mut no_schedule: Vec<&'static str> = CONDITION_TAINTS
         .iter()
         .filter(|(ty, st, _)| condition_status(&view.conditions, ty) == Some(*st))
@@ -508,7 +528,9 @@ fn is_managed(t: &Taint, include_no_execute: bool) -> bool {
         NO_SCHEDULE => {
             t.key == TAINT_UNSCHEDULABLE || CONDITION_TAINTS.iter().any(|(_, _, k)| *k == t.key)
         }
-        NO_EXECUTE => include_no_execute && (t.key == TAINT_NOT_READY || t.key == TAINT_UNREACHABLE),
+        NO_EXECUTE => {
+            include_no_execute && (t.key == TAINT_NOT_READY || t.key == TAINT_UNREACHABLE)
+        }
         _ => false,
     }
 }
@@ -551,7 +573,11 @@ pub fn reconcile_taints(
     out
 }
 
-fn node_taint_pass<'a>(mut view: NodeView<'a>, full_disruption: bool, pass: &mut Pass) -> NodeView<'a> {
+fn node_taint_pass<'a>(
+    mut view: NodeView<'a>,
+    full_disruption: bool,
+    pass: &mut Pass,
+) -> NodeView<'a> {
     let (ns, ne) = desired_taints(&view, full_disruption);
     let taints = reconcile_taints(&view.taints, &ns, ne.as_deref(), pass.now);
     if taints != view.taints {
@@ -592,7 +618,11 @@ fn taint_eviction(pod: &Pod, view: &NodeView, state: &mut State, pass: &mut Pass
         state.evictions.remove(&key);
         return;
     }
-    let taints: Vec<&Taint> = view.taints.iter().filter(|t| t.effect == NO_EXECUTE).collect();
+    let taints: Vec<&Taint> = view
+        .taints
+        .iter()
+        .filter(|t| t.effect == NO_EXECUTE)
+        .collect();
     let decision = eviction_decision(pod, &taints);
     let fire = match decision {
         Eviction::Keep => return cancel_eviction(pod, state, pass),
@@ -671,14 +701,29 @@ fn eviction_start(pod: &Pod, taints: &[&Taint], now: DateTime<Utc>) -> DateTime<
 fn cancel_eviction(pod: &Pod, state: &mut State, pass: &mut Pass) {
     if state.evictions.remove(&pod_key(pod)).is_some() {
         let msg = format!("Cancelling deletion of Pod {}", ns_name(pod));
-        pass.pod_actions.push(pod_event(pod, "Normal", "TaintManagerEviction", msg, COMPONENT_TAINT_EVICTION));
+        pass.pod_actions.push(pod_event(
+            pod,
+            "Normal",
+            "TaintManagerEviction",
+            msg,
+            COMPONENT_TAINT_EVICTION,
+        ));
     }
 }
 
 fn evict(pod: &Pod, pass: &mut Pass) {
     let msg = format!("Marking for deletion Pod {}", ns_name(pod));
-    pass.pod_actions.push(pod_event(pod, "Normal", "TaintManagerEviction", msg, COMPONENT_TAINT_EVICTION));
-    let cond = disruption_condition("DeletionByTaintManager", "Taint manager: deleting due to NoExecute taint");
+    pass.pod_actions.push(pod_event(
+        pod,
+        "Normal",
+        "TaintManagerEviction",
+        msg,
+        COMPONENT_TAINT_EVICTION,
+    ));
+    let cond = disruption_condition(
+        "DeletionByTaintManager",
+        "Taint manager: deleting due to NoExecute taint",
+    );
     pass.set_condition(pod, &cond);
     pass.delete_pod(pod, None);
 }
@@ -701,12 +746,22 @@ fn mark_not_ready(pod: &Pod, view: &NodeView, pass: &mut Pass) {
         ..ready.clone()
     };
     pass.set_condition(pod, &cond);
-    pass.pod_actions.push(pod_event(pod, "Warning", "NodeNotReady", "Node is not ready".into(), COMPONENT_NODE_CONTROLLER));
+    pass.pod_actions.push(pod_event(
+        pod,
+        "Warning",
+        "NodeNotReady",
+        "Node is not ready".into(),
+        COMPONENT_NODE_CONTROLLER,
+    ));
 }
 
 /// The pod's conditions with `cond` set like upstream `UpdatePodCondition`
 /// (transition time moves only when the status changes), or None if unchanged.
-pub fn set_pod_condition(pod: &Pod, cond: &PodCondition, now: DateTime<Utc>) -> Option<Vec<PodCondition>> {
+pub fn set_pod_condition(
+    pod: &Pod,
+    cond: &PodCondition,
+    now: DateTime<Utc>,
+) -> Option<Vec<PodCondition>> {
     let mut conds = pod
         .status
         .as_ref()
@@ -759,7 +814,10 @@ fn gc_delete(pod: &Pod, cond: Option<PodCondition>, pass: &mut Pass) {
         if let Some(c) = cond {
             pass.set_condition(pod, &c);
         }
-        let status = pass.edit_pod(pod).status.get_or_insert_with(Default::default);
+        let status = pass
+            .edit_pod(pod)
+            .status
+            .get_or_insert_with(Default::default);
         status.phase = Some("Failed".into());
     }
     pass.delete_pod(pod, Some(0));
@@ -782,8 +840,15 @@ fn gc_terminated(pods: &[&Pod], pass: &mut Pass) {
     }
 }
 
-fn gc_terminating_out_of_service(pods: &[&Pod], nodes: &BTreeMap<&str, &NodeView>, pass: &mut Pass) {
-    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_some()) {
+fn gc_terminating_out_of_service(
+    pods: &[&Pod],
+    nodes: &BTreeMap<&str, &NodeView>,
+    pass: &mut Pass,
+) {
+    for pod in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some())
+    {
         let Some(view) = pod_node(pod).and_then(|n| nodes.get(n)) else {
             continue;
         };
@@ -795,13 +860,20 @@ fn gc_terminating_out_of_service(pods: &[&Pod], nodes: &BTreeMap<&str, &NodeView
 }
 
 /// Pods bound to a node that has been missing for the quarantine period.
-fn gc_orphaned(pods: &[&Pod], nodes: &BTreeMap<&str, &NodeView>, state: &mut State, pass: &mut Pass) {
+fn gc_orphaned(
+    pods: &[&Pod],
+    nodes: &BTreeMap<&str, &NodeView>,
+    state: &mut State,
+    pass: &mut Pass,
+) {
     let missing: BTreeSet<&str> = pods
         .iter()
         .filter_map(|p| pod_node(p))
         .filter(|n| !nodes.contains_key(n))
         .collect();
-    state.missing_nodes.retain(|n, _| missing.contains(n.as_str()));
+    state
+        .missing_nodes
+        .retain(|n, _| missing.contains(n.as_str()));
     for n in &missing {
         state.missing_nodes.entry(n.to_string()).or_insert(pass.now);
     }
@@ -856,13 +928,21 @@ fn condition_status<'a>(conds: &'a [NodeCondition], ty: &str) -> Option<&'a str>
 }
 
 fn has_label(node: &Node, key: &str) -> bool {
-    node.metadata.labels.as_ref().is_some_and(|l| l.contains_key(key))
+    node.metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(key))
 }
 
-fn creation_time<T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(
+fn creation_time<
+    T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+>(
     obj: &T,
 ) -> Option<DateTime<Utc>> {
-    obj.metadata().creation_timestamp.as_ref().map(time_to_chrono)
+    obj.metadata()
+        .creation_timestamp
+        .as_ref()
+        .map(time_to_chrono)
 }
 
 fn lease_renew_time(lease: &Lease) -> Option<DateTime<Utc>> {
@@ -903,7 +983,13 @@ fn is_evicted(pod: &Pod) -> bool {
     })
 }
 
-fn pod_event(pod: &Pod, type_: &'static str, reason: &'static str, message: String, component: &'static str) -> Action {
+fn pod_event(
+    pod: &Pod,
+    type_: &'static str,
+    reason: &'static str,
+    message: String,
+    component: &'static str,
+) -> Action {
     Action::Event(Event {
         regarding: ObjectReference {
             api_version: Some("v1".into()),
@@ -950,4 +1036,791 @@ fn status_event(node: &Node, reason: &'static str, message: String) -> Action {
         message,
         component: COMPONENT_NODE_CONTROLLER,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::podutil::chrono_to_timestamp;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::api::core::v1::{NodeSpec, NodeStatus, PodSpec, PodStatus, Toleration};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    fn cond(ty: &str, status: &str, heartbeat: i64) -> NodeCondition {
+        NodeCondition {
+            type_: ty.into(),
+            status: status.into(),
+            last_heartbeat_time: Some(chrono_to_time(t(heartbeat))),
+            last_transition_time: Some(chrono_to_time(t(-1000))),
+            reason: Some("KubeletReady".into()),
+            message: None,
+        }
+    }
+
+    fn node(name: &str, conds: Vec<NodeCondition>, taints: Vec<Taint>) -> Node {
+        Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                uid: Some(format!("uid-{name}")),
+                resource_version: Some("7".into()),
+                creation_timestamp: Some(chrono_to_time(t(-2000))),
+                ..Default::default()
+            },
+            spec: Some(NodeSpec {
+                taints: (!taints.is_empty()).then_some(taints),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                conditions: (!conds.is_empty()).then_some(conds),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn ready_node(name: &str, status: &str) -> Node {
+        node(
+            name,
+            vec![
+                cond("Ready", status, -100),
+                cond("MemoryPressure", "False", -100),
+            ],
+            vec![],
+        )
+    }
+
+    fn lease(name: &str, renew: i64) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(NODE_LEASE_NAMESPACE.into()),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                renew_time: Some(MicroTime(chrono_to_timestamp(t(renew)))),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn taint(key: &str, effect: &str, added: Option<i64>) -> Taint {
+        Taint {
+            key: key.into(),
+            effect: effect.into(),
+            value: None,
+            time_added: added.map(|s| chrono_to_time(t(s))),
+        }
+    }
+
+    fn toleration(key: &str, seconds: Option<i64>) -> Toleration {
+        Toleration {
+            key: Some(key.into()),
+            operator: Some("Exists".into()),
+            effect: Some(NO_EXECUTE.into()),
+            toleration_seconds: seconds,
+            ..Default::default()
+        }
+    }
+
+    fn pod(name: &str, node: &str, tolerations: Vec<Toleration>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(format!("uid-{name}")),
+                creation_timestamp: Some(chrono_to_time(t(-500))),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: (!node.is_empty()).then(|| node.to_string()),
+                tolerations: Some(tolerations),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn run(nodes: &[Node], leases: &[Lease], pods: &[Pod], state: &mut State, now: i64) -> Plan {
+        let nodes: Vec<&Node> = nodes.iter().collect();
+        let leases: Vec<&Lease> = leases.iter().collect();
+        let pods: Vec<&Pod> = pods.iter().collect();
+        let snap = Snapshot {
+            nodes: &nodes,
+            leases: &leases,
+            pods: &pods,
+        };
+        plan(&snap, state, &Config::default(), t(now))
+    }
+
+    fn status_updates(p: &Plan) -> Vec<&Node> {
+        p.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::UpdateNodeStatus(n) => Some(n.as_ref()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn taints_set(p: &Plan, name: &str) -> Option<Vec<(String, String)>> {
+        p.actions.iter().find_map(|a| match a {
+            Action::SetNodeTaints { node, taints, .. } if node == name => Some(
+                taints
+                    .iter()
+                    .map(|t| (t.key.clone(), t.effect.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+    }
+
+    fn deleted(p: &Plan) -> Vec<(String, Option<i64>)> {
+        p.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::DeletePod {
+                    name,
+                    grace_period_seconds,
+                    ..
+                } => Some((name.clone(), *grace_period_seconds)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(p: &Plan) -> Vec<(&'static str, String)> {
+        p.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event(e) => Some((e.reason, e.message.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    /// Table: a node whose lease was last renewed at 0, observed at 0, then at `at`.
+    #[test]
+    fn lease_staleness_transitions() {
+        let cases: [(i64, bool); 4] = [(10, false), (40, false), (41, true), (300, true)];
+        for (at, stale) in cases {
+            let nodes = [ready_node("a", "True"), ready_node("b", "True")];
+            let mut state = State::default();
+            let first = run(&nodes, &[lease("a", 0), lease("b", 0)], &[], &mut state, 0);
+            assert_eq!(events(&first).len(), 2, "RegisteredNode x2");
+            assert!(status_updates(&first).is_empty());
+            let p = run(
+                &nodes,
+                &[lease("a", 0), lease("b", at)],
+                &[],
+                &mut state,
+                at,
+            );
+            let updates = status_updates(&p);
+            assert_eq!(!updates.is_empty(), stale, "at {at}");
+            if !stale {
+                assert!(taints_set(&p, "a").is_none());
+                assert_eq!(state.last_observed_heartbeat("a"), Some(t(0)));
+                continue;
+            }
+            let conds = node_conditions(updates[0]);
+            let ready = find_condition(conds, "Ready").unwrap();
+            assert_eq!(ready.status, "Unknown");
+            assert_eq!(ready.reason.as_deref(), Some("NodeStatusUnknown"));
+            assert_eq!(
+                ready.message.as_deref(),
+                Some("Kubelet stopped posting node status.")
+            );
+            assert_eq!(ready.last_heartbeat_time, Some(chrono_to_time(t(-100))));
+            assert_eq!(ready.last_transition_time, Some(chrono_to_time(t(at))));
+            for ty in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
+                assert_eq!(condition_status(conds, ty), Some("Unknown"), "{ty}");
+            }
+            let never = find_condition(conds, "DiskPressure").unwrap();
+            assert_eq!(never.reason.as_deref(), Some("NodeStatusNeverUpdated"));
+            assert_eq!(
+                taints_set(&p, "a"),
+                Some(kv(&[
+                    (TAINT_UNREACHABLE, NO_SCHEDULE),
+                    (TAINT_UNREACHABLE, NO_EXECUTE)
+                ]))
+            );
+            assert!(taints_set(&p, "b").is_none());
+            assert!(
+                events(&p).contains(&("NodeNotReady", "Node a status is now: NodeNotReady".into()))
+            );
+        }
+    }
+
+    #[test]
+    fn renewed_lease_keeps_node_healthy_and_requeues_at_grace_end() {
+        let nodes = [ready_node("a", "True")];
+        let mut state = State::default();
+        run(&nodes, &[lease("a", 0)], &[], &mut state, 0);
+        // the kubelet's clock is far ahead: only the local observation time counts
+        let p = run(&nodes, &[lease("a", 10_000)], &[], &mut state, 30);
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert_eq!(state.last_observed_heartbeat("a"), Some(t(30)));
+        let p = run(&nodes, &[lease("a", 10_000)], &[], &mut state, 69);
+        assert!(p.actions.is_empty());
+        assert!(p.requeue_after.unwrap() <= Duration::seconds(2));
+        // single node: it goes Unknown but, all nodes being down, gets no NoExecute taint
+        let p = run(&nodes, &[lease("a", 10_000)], &[], &mut state, 71);
+        assert_eq!(status_updates(&p).len(), 1);
+        assert_eq!(
+            taints_set(&p, "a"),
+            Some(kv(&[(TAINT_UNREACHABLE, NO_SCHEDULE)]))
+        );
+    }
+
+    #[test]
+    fn ready_heartbeat_without_lease() {
+        let mut state = State::default();
+        run(
+            &[ready_node("a", "True"), ready_node("b", "True")],
+            &[lease("b", 0)],
+            &[],
+            &mut state,
+            0,
+        );
+        let mut fresh = ready_node("a", "True");
+        fresh.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].last_heartbeat_time =
+            Some(chrono_to_time(t(30)));
+        let p = run(
+            &[fresh.clone(), ready_node("b", "True")],
+            &[lease("b", 60)],
+            &[],
+            &mut state,
+            60,
+        );
+        assert!(status_updates(&p).is_empty());
+        // the change was observed at 60 (local time), so it is stale after 100
+        let p = run(
+            &[fresh.clone(), ready_node("b", "True")],
+            &[lease("b", 100)],
+            &[],
+            &mut state,
+            100,
+        );
+        assert!(status_updates(&p).is_empty());
+        let p = run(
+            &[fresh, ready_node("b", "True")],
+            &[lease("b", 101)],
+            &[],
+            &mut state,
+            101,
+        );
+        assert_eq!(status_updates(&p).len(), 1);
+    }
+
+    #[test]
+    fn never_posted_status_uses_startup_grace() {
+        let mut bare = node("a", vec![], vec![]);
+        bare.metadata.creation_timestamp = Some(chrono_to_time(t(0)));
+        let other = ready_node("b", "True");
+        let mut state = State::default();
+        let p = run(
+            &[bare.clone(), other.clone()],
+            &[lease("b", 0)],
+            &[],
+            &mut state,
+            59,
+        );
+        assert!(status_updates(&p).is_empty());
+        let p = run(&[bare, other], &[lease("b", 61)], &[], &mut state, 61);
+        let conds = node_conditions(status_updates(&p)[0]);
+        assert_eq!(conds.len(), 4);
+        let ready = find_condition(conds, "Ready").unwrap();
+        assert_eq!(ready.reason.as_deref(), Some("NodeStatusNeverUpdated"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("Kubelet never posted node status.")
+        );
+        assert_eq!(ready.last_heartbeat_time, Some(chrono_to_time(t(0))));
+        assert_eq!(
+            taints_set(&p, "a"),
+            Some(kv(&[
+                (TAINT_UNREACHABLE, NO_SCHEDULE),
+                (TAINT_UNREACHABLE, NO_EXECUTE)
+            ]))
+        );
+    }
+
+    /// (Ready status, spec.unschedulable, existing taints, taints written).
+    type TaintCase = (
+        &'static str,
+        bool,
+        Vec<Taint>,
+        Option<Vec<(String, String)>>,
+    );
+
+    /// Table: (Ready status, spec.unschedulable, existing taints) -> taints after.
+    #[test]
+    fn taint_table() {
+        let user = taint("dedicated", NO_SCHEDULE, None);
+        let cases: Vec<TaintCase> = vec![
+            ("True", false, vec![], None),
+            ("True", false, vec![user.clone()], None),
+            (
+                "False",
+                false,
+                vec![],
+                Some(kv(&[
+                    (TAINT_NOT_READY, NO_SCHEDULE),
+                    (TAINT_NOT_READY, NO_EXECUTE),
+                ])),
+            ),
+            // recovers: controller taints go, the user's stay
+            (
+                "True",
+                false,
+                vec![
+                    taint(TAINT_UNREACHABLE, NO_SCHEDULE, Some(0)),
+                    user.clone(),
+                    taint(TAINT_UNREACHABLE, NO_EXECUTE, Some(0)),
+                ],
+                Some(kv(&[("dedicated", NO_SCHEDULE)])),
+            ),
+            // kubelet's registration taint is dropped once Ready
+            (
+                "True",
+                false,
+                vec![taint(TAINT_NOT_READY, NO_SCHEDULE, None)],
+                Some(vec![]),
+            ),
+            // unreachable -> not-ready swap
+            (
+                "False",
+                false,
+                vec![
+                    taint(TAINT_UNREACHABLE, NO_SCHEDULE, Some(0)),
+                    taint(TAINT_UNREACHABLE, NO_EXECUTE, Some(0)),
+                ],
+                Some(kv(&[
+                    (TAINT_NOT_READY, NO_SCHEDULE),
+                    (TAINT_NOT_READY, NO_EXECUTE),
+                ])),
+            ),
+            (
+                "True",
+                true,
+                vec![],
+                Some(kv(&[(TAINT_UNSCHEDULABLE, NO_SCHEDULE)])),
+            ),
+            (
+                "True",
+                true,
+                vec![taint(TAINT_UNSCHEDULABLE, NO_SCHEDULE, Some(0))],
+                None,
+            ),
+            (
+                "True",
+                false,
+                vec![taint(TAINT_UNSCHEDULABLE, NO_SCHEDULE, Some(0))],
+                Some(vec![]),
+            ),
+        ];
+        for (i, (ready, unsched, taints, want)) in cases.into_iter().enumerate() {
+            let mut n = node("a", vec![cond("Ready", ready, 0)], taints);
+            n.spec.as_mut().unwrap().unschedulable = Some(unsched);
+            let healthy = ready_node("b", "True");
+            let mut state = State::default();
+            let p = run(
+                &[n, healthy],
+                &[lease("a", 0), lease("b", 0)],
+                &[],
+                &mut state,
+                0,
+            );
+            assert_eq!(taints_set(&p, "a"), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn pressure_conditions_taint_no_schedule_and_new_taints_get_time_added() {
+        let n = node(
+            "a",
+            vec![
+                cond("Ready", "True", 0),
+                cond("MemoryPressure", "True", 0),
+                cond("PIDPressure", "True", 0),
+            ],
+            vec![],
+        );
+        let mut state = State::default();
+        let p = run(&[n], &[lease("a", 0)], &[], &mut state, 5);
+        let Some(Action::SetNodeTaints {
+            taints,
+            resource_version,
+            ..
+        }) = p
+            .actions
+            .iter()
+            .find(|a| matches!(a, Action::SetNodeTaints { .. }))
+        else {
+            panic!("no taints action");
+        };
+        assert_eq!(resource_version.as_deref(), Some("7"));
+        let keys: Vec<&str> = taints.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, [TAINT_MEMORY_PRESSURE, TAINT_PID_PRESSURE]);
+        assert!(
+            taints
+                .iter()
+                .all(|x| x.time_added == Some(chrono_to_time(t(5))))
+        );
+    }
+
+    #[test]
+    fn full_disruption_keeps_no_execute_off_and_exit_restarts_grace() {
+        let nodes = [ready_node("a", "True")];
+        let mut state = State::default();
+        run(&nodes, &[lease("a", 0)], &[], &mut state, 0);
+        let p = run(&nodes, &[lease("a", 0)], &[], &mut state, 41);
+        assert_eq!(status_updates(&p).len(), 1);
+        assert_eq!(
+            taints_set(&p, "a"),
+            Some(kv(&[(TAINT_UNREACHABLE, NO_SCHEDULE)]))
+        );
+        assert!(state.in_full_disruption());
+        // the kubelet comes back on "a": the other, still-silent node "b" gets a fresh grace
+        let b = node("b", vec![cond("Ready", "Unknown", -100)], vec![]);
+        state.nodes.insert(
+            "b".into(),
+            NodeHealth {
+                probe: t(-500),
+                ready_heartbeat: Some(Some(chrono_to_time(t(-100)))),
+                lease_renew: None,
+            },
+        );
+        let p = run(
+            &[ready_node("a", "True"), b.clone()],
+            &[lease("a", 50)],
+            &[],
+            &mut state,
+            50,
+        );
+        assert!(!state.in_full_disruption());
+        assert_eq!(state.last_observed_heartbeat("b"), Some(t(50)));
+        assert_eq!(
+            taints_set(&p, "b"),
+            Some(kv(&[
+                (TAINT_UNREACHABLE, NO_SCHEDULE),
+                (TAINT_UNREACHABLE, NO_EXECUTE)
+            ]))
+        );
+    }
+
+    /// Table: tolerations of a pod on a node tainted unreachable:NoExecute at 0.
+    #[test]
+    fn taint_eviction_table() {
+        let cases: Vec<(Vec<Toleration>, i64, bool)> = vec![
+            (vec![], 0, true),
+            (vec![toleration("other", None)], 0, true),
+            (vec![toleration(TAINT_UNREACHABLE, Some(5))], 4, false),
+            (vec![toleration(TAINT_UNREACHABLE, Some(5))], 5, true),
+            (vec![toleration(TAINT_UNREACHABLE, Some(0))], 0, true),
+            (vec![toleration(TAINT_UNREACHABLE, None)], 10_000, false),
+            (vec![toleration("", None)], 10_000, false),
+            (vec![toleration(TAINT_UNREACHABLE, Some(300))], 299, false),
+            (vec![toleration(TAINT_UNREACHABLE, Some(300))], 300, true),
+        ];
+        for (i, (tols, at, evicted)) in cases.into_iter().enumerate() {
+            let tainted = node(
+                "a",
+                vec![cond("Ready", "Unknown", -100)],
+                vec![
+                    taint(TAINT_UNREACHABLE, NO_SCHEDULE, Some(0)),
+                    taint(TAINT_UNREACHABLE, NO_EXECUTE, Some(0)),
+                ],
+            );
+            let nodes = [tainted, ready_node("b", "True")];
+            let mut state = State::default();
+            let p = run(
+                &nodes,
+                &[lease("b", at)],
+                &[pod("p", "a", tols)],
+                &mut state,
+                at,
+            );
+            let want = if evicted {
+                vec![("p".to_string(), None)]
+            } else {
+                vec![]
+            };
+            assert_eq!(deleted(&p), want, "case {i}");
+            let ev = (
+                "TaintManagerEviction",
+                "Marking for deletion Pod default/p".to_string(),
+            );
+            assert_eq!(events(&p).contains(&ev), evicted, "case {i}");
+        }
+    }
+
+    #[test]
+    fn toleration_clock_runs_across_passes_and_cancels_on_recovery() {
+        let tainted = node(
+            "a",
+            vec![cond("Ready", "Unknown", -100)],
+            vec![
+                taint(TAINT_UNREACHABLE, NO_EXECUTE, Some(0)),
+                taint(TAINT_UNREACHABLE, NO_SCHEDULE, Some(0)),
+            ],
+        );
+        let pods = [pod("p", "a", vec![toleration(TAINT_UNREACHABLE, Some(5))])];
+        let nodes = [tainted, ready_node("b", "True")];
+        let mut state = State::default();
+        let p = run(&nodes, &[lease("b", 2)], &pods, &mut state, 2);
+        assert!(deleted(&p).is_empty());
+        assert_eq!(p.requeue_after, Some(Duration::seconds(3)));
+        let p = run(&nodes, &[lease("b", 5)], &pods, &mut state, 5);
+        assert_eq!(deleted(&p), vec![("p".to_string(), None)]);
+        let status = p.actions.iter().find_map(|a| match a {
+            Action::UpdatePodStatus(p) => Some(p),
+            _ => None,
+        });
+        let conds = status
+            .unwrap()
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .clone()
+            .unwrap();
+        let dt = conds
+            .iter()
+            .find(|c| c.type_ == "DisruptionTarget")
+            .unwrap();
+        assert_eq!(dt.reason.as_deref(), Some("DeletionByTaintManager"));
+        // a second pod is scheduled, then the node recovers: eviction cancelled
+        let mut state = State::default();
+        run(&nodes, &[lease("b", 2)], &pods, &mut state, 2);
+        let recovered = [ready_node("a", "True"), ready_node("b", "True")];
+        let p = run(
+            &recovered,
+            &[lease("a", 3), lease("b", 3)],
+            &pods,
+            &mut state,
+            3,
+        );
+        assert!(deleted(&p).is_empty());
+        assert!(events(&p).contains(&(
+            "TaintManagerEviction",
+            "Cancelling deletion of Pod default/p".into()
+        )));
+    }
+
+    #[test]
+    fn pods_marked_not_ready_when_node_goes_unknown() {
+        let nodes = [ready_node("a", "True"), ready_node("b", "True")];
+        let pods = [pod(
+            "p",
+            "a",
+            vec![toleration(TAINT_UNREACHABLE, Some(300))],
+        )];
+        let mut state = State::default();
+        run(
+            &nodes,
+            &[lease("a", 0), lease("b", 0)],
+            &pods,
+            &mut state,
+            0,
+        );
+        let p = run(
+            &nodes,
+            &[lease("a", 0), lease("b", 41)],
+            &pods,
+            &mut state,
+            41,
+        );
+        let updated: Vec<&Pod> = p
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::UpdatePodStatus(p) => Some(p.as_ref()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(updated.len(), 1);
+        let ready = updated[0]
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .as_ref()
+            .unwrap()[0]
+            .clone();
+        assert_eq!(
+            (ready.type_.as_str(), ready.status.as_str()),
+            ("Ready", "False")
+        );
+        assert_eq!(ready.last_transition_time, Some(chrono_to_time(t(41))));
+        assert!(events(&p).contains(&("NodeNotReady", "Node is not ready".into())));
+        assert!(deleted(&p).is_empty());
+        // order: node status, node taints, pod status, then pod events/deletes
+        let idx = |f: fn(&Action) -> bool| p.actions.iter().position(f).unwrap();
+        assert!(
+            idx(|a| matches!(a, Action::UpdateNodeStatus(_)))
+                < idx(|a| matches!(a, Action::SetNodeTaints { .. }))
+        );
+        assert!(
+            idx(|a| matches!(a, Action::SetNodeTaints { .. }))
+                < idx(|a| matches!(a, Action::UpdatePodStatus(_)))
+        );
+    }
+
+    #[test]
+    fn orphaned_pods_deleted_after_quarantine() {
+        let nodes = [ready_node("b", "True")];
+        let pods = [pod("p", "gone", vec![]), pod("q", "b", vec![])];
+        let mut state = State::default();
+        let p = run(&nodes, &[lease("b", 0)], &pods, &mut state, 0);
+        assert!(deleted(&p).is_empty());
+        let p = run(&nodes, &[lease("b", 39)], &pods, &mut state, 39);
+        assert!(deleted(&p).is_empty());
+        assert_eq!(p.requeue_after, Some(Duration::seconds(1)));
+        let p = run(&nodes, &[lease("b", 40)], &pods, &mut state, 40);
+        assert_eq!(deleted(&p), vec![("p".to_string(), Some(0))]);
+        let Some(Action::UpdatePodStatus(up)) = p
+            .actions
+            .iter()
+            .find(|a| matches!(a, Action::UpdatePodStatus(_)))
+        else {
+            panic!("no status update");
+        };
+        let st = up.status.as_ref().unwrap();
+        assert_eq!(st.phase.as_deref(), Some("Failed"));
+        let dt = st
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "DisruptionTarget")
+            .unwrap();
+        assert_eq!(dt.message.as_deref(), Some("PodGC: node no longer exists"));
+        // a node that reappears clears the quarantine
+        let mut state = State::default();
+        run(&nodes, &[lease("b", 0)], &pods, &mut state, 0);
+        let back = [ready_node("b", "True"), ready_node("gone", "True")];
+        let p = run(
+            &back,
+            &[lease("b", 45), lease("gone", 45)],
+            &pods,
+            &mut state,
+            45,
+        );
+        assert!(deleted(&p).is_empty());
+    }
+
+    #[test]
+    fn terminated_pods_beyond_threshold_evicted_then_oldest() {
+        let mk = |name: &str, created: i64, reason: Option<&str>| {
+            let mut p = pod(name, "b", vec![]);
+            p.metadata.creation_timestamp = Some(chrono_to_time(t(created)));
+            let st = p.status.as_mut().unwrap();
+            st.phase = Some("Failed".into());
+            st.reason = reason.map(String::from);
+            p
+        };
+        let pods = [
+            mk("new", 30, None),
+            mk("old", 10, None),
+            mk("evicted", 40, Some("Evicted")),
+            mk("mid", 20, None),
+            pod("running", "b", vec![]),
+        ];
+        let nodes = [ready_node("b", "True")];
+        let refs: Vec<&Node> = nodes.iter().collect();
+        let prefs: Vec<&Pod> = pods.iter().collect();
+        let leases = [lease("b", 0)];
+        let lrefs: Vec<&Lease> = leases.iter().collect();
+        let cfg = Config {
+            terminated_pod_threshold: 2,
+            ..Config::default()
+        };
+        let snap = Snapshot {
+            nodes: &refs,
+            leases: &lrefs,
+            pods: &prefs,
+        };
+        let p = plan(&snap, &mut State::default(), &cfg, t(0));
+        assert_eq!(
+            deleted(&p),
+            vec![
+                ("evicted".to_string(), Some(0)),
+                ("old".to_string(), Some(0))
+            ]
+        );
+        assert!(
+            !p.actions
+                .iter()
+                .any(|a| matches!(a, Action::UpdatePodStatus(_)))
+        );
+    }
+
+    #[test]
+    fn terminating_pods_force_deleted_when_unscheduled_or_out_of_service() {
+        let mut oos = node(
+            "a",
+            vec![cond("Ready", "False", 0)],
+            vec![taint(TAINT_OUT_OF_SERVICE, NO_EXECUTE, Some(0))],
+        );
+        oos.metadata.labels = Some([(LABEL_EXCLUDE_DISRUPTION.to_string(), String::new())].into());
+        let nodes = [oos, ready_node("b", "True")];
+        let terminating = |name: &str, node: &str| {
+            let mut p = pod(name, node, vec![toleration("", None)]);
+            p.metadata.deletion_timestamp = Some(chrono_to_time(t(-10)));
+            p
+        };
+        let pods = [
+            terminating("x", "a"),
+            terminating("y", ""),
+            terminating("z", "b"),
+        ];
+        let p = run(
+            &nodes,
+            &[lease("a", 0), lease("b", 0)],
+            &pods,
+            &mut State::default(),
+            0,
+        );
+        let mut got = deleted(&p);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![("x".to_string(), Some(0)), ("y".to_string(), Some(0))]
+        );
+    }
+
+    #[test]
+    fn reconcile_taints_keeps_existing_time_added() {
+        let current = [taint(TAINT_UNREACHABLE, NO_EXECUTE, Some(3))];
+        let out = reconcile_taints(
+            &current,
+            &[TAINT_UNREACHABLE],
+            Some(&[TAINT_UNREACHABLE]),
+            t(9),
+        );
+        assert_eq!(out[0].time_added, Some(chrono_to_time(t(3))));
+        assert_eq!(out[1].time_added, Some(chrono_to_time(t(9))));
+        // no Ready condition: NoExecute taints left alone
+        let out = reconcile_taints(&current, &[], None, t(9));
+        assert_eq!(out.len(), 1);
+    }
 }

@@ -43,7 +43,7 @@ use k8s_openapi::api::core::v1::{
     Pod, PodTemplateSpec, ReplicationController, ReplicationControllerCondition,
     ReplicationControllerStatus,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde_json::{Value, json};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,7 +163,11 @@ impl<'a> Owner<'a> {
 
     /// Whether the owner's selector matches these labels (empty selects nothing).
     pub fn selects(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
-        let empty = self.selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        let empty = self
+            .selector
+            .match_labels
+            .as_ref()
+            .is_none_or(|m| m.is_empty())
             && self
                 .selector
                 .match_expressions
@@ -220,10 +224,10 @@ impl Status {
             .collect();
         ReplicaSetStatus {
             replicas: self.replicas,
-            fully_labeled_replicas: Some(self.fully_labeled_replicas),
-            ready_replicas: Some(self.ready_replicas),
-            available_replicas: Some(self.available_replicas),
-            observed_generation: self.observed_generation,
+            fully_labeled_replicas: nonzero(self.fully_labeled_replicas),
+            ready_replicas: nonzero(self.ready_replicas),
+            available_replicas: nonzero(self.available_replicas),
+            observed_generation: self.observed_generation.filter(|g| *g != 0),
             conditions: (!conds.is_empty()).then_some(conds),
             terminating_replicas: None,
         }
@@ -243,19 +247,26 @@ impl Status {
             .collect();
         ReplicationControllerStatus {
             replicas: self.replicas,
-            fully_labeled_replicas: Some(self.fully_labeled_replicas),
-            ready_replicas: Some(self.ready_replicas),
-            available_replicas: Some(self.available_replicas),
-            observed_generation: self.observed_generation,
+            fully_labeled_replicas: nonzero(self.fully_labeled_replicas),
+            ready_replicas: nonzero(self.ready_replicas),
+            available_replicas: nonzero(self.available_replicas),
+            observed_generation: self.observed_generation.filter(|g| *g != 0),
             conditions: (!conds.is_empty()).then_some(conds),
         }
     }
 }
 
-/// A strategic-merge patch for one pod (`uid` in the body is a precondition).
+/// `Some(v)` unless zero: the wire form of Go's `omitempty` integers, so a
+/// written status compares equal to what is read back.
+fn nonzero(v: i32) -> Option<i32> {
+    (v != 0).then_some(v)
+}
+
+/// A strategic-merge patch of one object's owner references (`uid` in the
+/// body makes the API server reject it if the object was replaced).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OwnerPatch {
-    pub pod: String,
+    pub name: String,
     pub uid: String,
     pub patch: Value,
 }
@@ -301,10 +312,12 @@ pub fn plan(owner: &Owner, pods: &[Pod], now: DateTime<Utc>, manage: bool) -> Pl
         match claim(owner, pod) {
             Claim::Owned => owned.push(pod),
             Claim::Adopt => {
-                out.adopt.push(adopt_patch(owner, pod));
+                let r =
+                    podutil::owner_ref(&owner.api_version, &owner.kind, &owner.name, &owner.uid);
+                out.adopt.push(adopt_patch(&pod.metadata, r));
                 owned.push(pod);
             }
-            Claim::Release => out.release.push(release_patch(owner, pod)),
+            Claim::Release => out.release.push(release_patch(&pod.metadata, &owner.uid)),
             Claim::Ignore => {}
         }
     }
@@ -348,22 +361,23 @@ fn claim(owner: &Owner, pod: &Pod) -> Claim {
     }
 }
 
-fn adopt_patch(owner: &Owner, pod: &Pod) -> OwnerPatch {
-    let r = podutil::owner_ref(&owner.api_version, &owner.kind, &owner.name, &owner.uid);
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
+/// Strategic-merge patch adding controller reference `r` to an object.
+pub fn adopt_patch(meta: &ObjectMeta, r: OwnerReference) -> OwnerPatch {
+    let uid = meta.uid.clone().unwrap_or_default();
     OwnerPatch {
-        pod: pod.metadata.name.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
         patch: json!({"metadata": {"ownerReferences": [r], "uid": uid}}),
         uid,
     }
 }
 
-fn release_patch(owner: &Owner, pod: &Pod) -> OwnerPatch {
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
+/// Strategic-merge patch removing the owner reference with `owner_uid`.
+pub fn release_patch(meta: &ObjectMeta, owner_uid: &str) -> OwnerPatch {
+    let uid = meta.uid.clone().unwrap_or_default();
     OwnerPatch {
-        pod: pod.metadata.name.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
         patch: json!({"metadata": {
-            "ownerReferences": [{"$patch": "delete", "uid": owner.uid}],
+            "ownerReferences": [{"$patch": "delete", "uid": owner_uid}],
             "uid": uid,
         }}),
         uid,
@@ -468,7 +482,11 @@ fn deletion_cost(p: &Pod) -> i32 {
 fn max_restarts(p: &Pod) -> (i32, i32) {
     let st = p.status.as_ref();
     let max = |v: Option<&Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
-        v.into_iter().flatten().map(|c| c.restart_count).max().unwrap_or(0)
+        v.into_iter()
+            .flatten()
+            .map(|c| c.restart_count)
+            .max()
+            .unwrap_or(0)
     };
     (
         max(st.and_then(|s| s.container_statuses.as_ref())),
@@ -510,12 +528,21 @@ fn compare_for_deletion(a: &(&Pod, i32), b: &(&Pod, i32), now: DateTime<Utc>) ->
 }
 
 fn creation(p: &Pod) -> Option<DateTime<Utc>> {
-    p.metadata.creation_timestamp.as_ref().map(podutil::time_to_chrono)
+    p.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(podutil::time_to_chrono)
 }
 
 /// Newer first, compared on a log2 scale of age (upstream
 /// `LogarithmicScaleDown`); same bucket → by UID.
-fn newer_first(ta: DateTime<Utc>, tb: DateTime<Utc>, now: DateTime<Utc>, pa: &Pod, pb: &Pod) -> Ordering {
+fn newer_first(
+    ta: DateTime<Utc>,
+    tb: DateTime<Utc>,
+    now: DateTime<Utc>,
+    pa: &Pod,
+    pb: &Pod,
+) -> Ordering {
     let bucket = |t: DateTime<Utc>| -> i64 {
         let d = (now - t).num_nanoseconds().unwrap_or(i64::MAX);
         if d > 0 { (d as f64).log2() as i64 } else { -1 }
@@ -566,7 +593,13 @@ pub fn compute_status(owner: &Owner, owned: &[&Pod], now: DateTime<Utc>) -> Stat
 /// Mark a failed create/delete in `status` (upstream keeps an existing
 /// `ReplicaFailure` condition untouched). `diff` is [`Plan::diff`], `err` the
 /// API error text.
-pub fn record_manage_error(owner: &Owner, status: &mut Status, diff: i32, err: &str, now: DateTime<Utc>) {
+pub fn record_manage_error(
+    owner: &Owner,
+    status: &mut Status,
+    diff: i32,
+    err: &str,
+    now: DateTime<Utc>,
+) {
     status.conditions.retain(|c| c.type_ != REPLICA_FAILURE);
     if let Some(c) = owner.conditions.iter().find(|c| c.type_ == REPLICA_FAILURE) {
         status.conditions.push(c.clone());
@@ -690,7 +723,6 @@ mod tests {
     use k8s_openapi::api::core::v1::{
         ContainerStatus, PodCondition, PodSpec, PodStatus, ReplicationControllerSpec,
     };
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     fn t0() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
@@ -699,7 +731,9 @@ mod tests {
     }
 
     fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn rs(replicas: i32) -> ReplicaSet {
@@ -760,7 +794,9 @@ mod tests {
                 namespace: Some("ns".into()),
                 uid: Some(format!("uid-{}", p.name)),
                 labels: Some(labels(p.labels)),
-                creation_timestamp: Some(podutil::chrono_to_time(t0() - chrono::Duration::seconds(p.created_ago))),
+                creation_timestamp: Some(podutil::chrono_to_time(
+                    t0() - chrono::Duration::seconds(p.created_ago),
+                )),
                 owner_references: p.owner.map(|u| {
                     vec![OwnerReference {
                         uid: u.into(),
@@ -778,7 +814,12 @@ mod tests {
                 phase: Some(p.phase.into()),
                 conditions: Some(vec![PodCondition {
                     type_: "Ready".into(),
-                    status: if p.ready_ago.is_some() { "True" } else { "False" }.into(),
+                    status: if p.ready_ago.is_some() {
+                        "True"
+                    } else {
+                        "False"
+                    }
+                    .into(),
                     last_transition_time: p
                         .ready_ago
                         .map(|s| podutil::chrono_to_time(t0() - chrono::Duration::seconds(s))),
@@ -797,20 +838,51 @@ mod tests {
     fn claims_adopts_and_releases() {
         let r = rs(3);
         let pods = vec![
-            pod(P { name: "mine", ..BASE }),
-            pod(P { name: "orphan", owner: None, ..BASE }),
-            pod(P { name: "other", owner: Some("x"), ..BASE }),
-            pod(P { name: "stray", labels: &[("app", "db")], ..BASE }),
-            pod(P { name: "foreign-orphan", labels: &[("app", "db")], owner: None, ..BASE }),
-            pod(P { name: "done", phase: "Succeeded", owner: None, ..BASE }),
+            pod(P {
+                name: "mine",
+                ..BASE
+            }),
+            pod(P {
+                name: "orphan",
+                owner: None,
+                ..BASE
+            }),
+            pod(P {
+                name: "other",
+                owner: Some("x"),
+                ..BASE
+            }),
+            pod(P {
+                name: "stray",
+                labels: &[("app", "db")],
+                ..BASE
+            }),
+            pod(P {
+                name: "foreign-orphan",
+                labels: &[("app", "db")],
+                owner: None,
+                ..BASE
+            }),
+            pod(P {
+                name: "done",
+                phase: "Succeeded",
+                owner: None,
+                ..BASE
+            }),
         ];
         let p = plan(&Owner::from_replica_set(&r), &pods, t0(), true);
-        let names = |v: &[OwnerPatch]| v.iter().map(|x| x.pod.clone()).collect::<Vec<_>>();
+        let names = |v: &[OwnerPatch]| v.iter().map(|x| x.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&p.adopt), ["orphan"]);
         assert_eq!(names(&p.release), ["stray"]);
-        assert_eq!(p.adopt[0].patch["metadata"]["ownerReferences"][0]["uid"], "rs-uid");
+        assert_eq!(
+            p.adopt[0].patch["metadata"]["ownerReferences"][0]["uid"],
+            "rs-uid"
+        );
         assert_eq!(p.adopt[0].patch["metadata"]["uid"], "uid-orphan");
-        assert_eq!(p.release[0].patch["metadata"]["ownerReferences"][0]["$patch"], "delete");
+        assert_eq!(
+            p.release[0].patch["metadata"]["ownerReferences"][0]["$patch"],
+            "delete"
+        );
         assert_eq!(p.diff, -1);
         assert_eq!(p.create.len(), 1);
         assert_eq!(p.status.replicas, 2);
@@ -821,9 +893,20 @@ mod tests {
         let mut r = rs(0);
         r.metadata.deletion_timestamp = Some(podutil::chrono_to_time(t0()));
         let pods = vec![
-            pod(P { name: "orphan", owner: None, ..BASE }),
-            pod(P { name: "stray", labels: &[("app", "db")], ..BASE }),
-            pod(P { name: "mine", ..BASE }),
+            pod(P {
+                name: "orphan",
+                owner: None,
+                ..BASE
+            }),
+            pod(P {
+                name: "stray",
+                labels: &[("app", "db")],
+                ..BASE
+            }),
+            pod(P {
+                name: "mine",
+                ..BASE
+            }),
         ];
         let p = plan(&Owner::from_replica_set(&r), &pods, t0(), true);
         assert!(p.adopt.is_empty() && p.release.is_empty() && p.delete.is_empty());
@@ -842,7 +925,10 @@ mod tests {
         assert_eq!(c.metadata.labels.as_ref().unwrap()["tier"], "fe");
         assert_eq!(c.metadata.annotations.as_ref().unwrap()["a"], "b");
         let or = &c.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((or.kind.as_str(), or.controller), ("ReplicaSet", Some(true)));
+        assert_eq!(
+            (or.kind.as_str(), or.controller),
+            ("ReplicaSet", Some(true))
+        );
         assert!(plan(&o, &[], t0(), false).create.is_empty());
     }
 
@@ -864,39 +950,122 @@ mod tests {
     fn deletion_ranking_table() {
         // (description, pods preferred for deletion first → last)
         let cases: Vec<(&str, Vec<Pod>)> = vec![
-            ("unassigned first", vec![
-                pod(P { name: "a", node: "", ..BASE }),
-                pod(P { name: "b", ..BASE }),
-            ]),
-            ("pending < unknown < running", vec![
-                pod(P { name: "a", phase: "Pending", ..BASE }),
-                pod(P { name: "b", phase: "Unknown", node: "n2", ..BASE }),
-                pod(P { name: "c", node: "n3", ..BASE }),
-            ]),
-            ("not ready first", vec![
-                pod(P { name: "a", ready_ago: None, node: "n2", ..BASE }),
-                pod(P { name: "b", ..BASE }),
-            ]),
-            ("doubled-up node first", vec![
-                pod(P { name: "a", node: "n2", ready_ago: Some(10), ..BASE }),
-                pod(P { name: "b", node: "n2", ..BASE }),
-                pod(P { name: "c", node: "n1", ready_ago: Some(5), ..BASE }),
-            ]),
-            ("recently ready first", vec![
-                pod(P { name: "a", ready_ago: Some(10), node: "n2", ..BASE }),
-                pod(P { name: "b", ready_ago: Some(10_000), ..BASE }),
-            ]),
-            ("more restarts first", vec![
-                pod(P { name: "a", restarts: 5, node: "n2", ..BASE }),
-                pod(P { name: "b", ..BASE }),
-            ]),
-            ("newer first", vec![
-                pod(P { name: "a", created_ago: 10, node: "n2", ..BASE }),
-                pod(P { name: "b", created_ago: 100_000, ..BASE }),
-            ]),
+            (
+                "unassigned first",
+                vec![
+                    pod(P {
+                        name: "a",
+                        node: "",
+                        ..BASE
+                    }),
+                    pod(P { name: "b", ..BASE }),
+                ],
+            ),
+            (
+                "pending < unknown < running",
+                vec![
+                    pod(P {
+                        name: "a",
+                        phase: "Pending",
+                        ..BASE
+                    }),
+                    pod(P {
+                        name: "b",
+                        phase: "Unknown",
+                        node: "n2",
+                        ..BASE
+                    }),
+                    pod(P {
+                        name: "c",
+                        node: "n3",
+                        ..BASE
+                    }),
+                ],
+            ),
+            (
+                "not ready first",
+                vec![
+                    pod(P {
+                        name: "a",
+                        ready_ago: None,
+                        node: "n2",
+                        ..BASE
+                    }),
+                    pod(P { name: "b", ..BASE }),
+                ],
+            ),
+            (
+                "doubled-up node first",
+                vec![
+                    pod(P {
+                        name: "a",
+                        node: "n2",
+                        ready_ago: Some(10),
+                        ..BASE
+                    }),
+                    pod(P {
+                        name: "b",
+                        node: "n2",
+                        ..BASE
+                    }),
+                    pod(P {
+                        name: "c",
+                        node: "n1",
+                        ready_ago: Some(5),
+                        ..BASE
+                    }),
+                ],
+            ),
+            (
+                "recently ready first",
+                vec![
+                    pod(P {
+                        name: "a",
+                        ready_ago: Some(10),
+                        node: "n2",
+                        ..BASE
+                    }),
+                    pod(P {
+                        name: "b",
+                        ready_ago: Some(10_000),
+                        ..BASE
+                    }),
+                ],
+            ),
+            (
+                "more restarts first",
+                vec![
+                    pod(P {
+                        name: "a",
+                        restarts: 5,
+                        node: "n2",
+                        ..BASE
+                    }),
+                    pod(P { name: "b", ..BASE }),
+                ],
+            ),
+            (
+                "newer first",
+                vec![
+                    pod(P {
+                        name: "a",
+                        created_ago: 10,
+                        node: "n2",
+                        ..BASE
+                    }),
+                    pod(P {
+                        name: "b",
+                        created_ago: 100_000,
+                        ..BASE
+                    }),
+                ],
+            ),
         ];
         for (what, pods) in cases {
-            let want: Vec<String> = pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+            let want: Vec<String> = pods
+                .iter()
+                .map(|p| p.metadata.name.clone().unwrap())
+                .collect();
             let mut rev: Vec<&Pod> = pods.iter().collect();
             rev.reverse();
             let got: Vec<String> = pods_to_delete(&rev, pods.len(), t0())
@@ -911,12 +1080,27 @@ mod tests {
     fn deletes_surplus_worst_first() {
         let r = rs(1);
         let pods = vec![
-            pod(P { name: "good", ..BASE }),
-            pod(P { name: "pending", phase: "Pending", ready_ago: None, node: "n2", ..BASE }),
+            pod(P {
+                name: "good",
+                ..BASE
+            }),
+            pod(P {
+                name: "pending",
+                phase: "Pending",
+                ready_ago: None,
+                node: "n2",
+                ..BASE
+            }),
         ];
         let p = plan(&Owner::from_replica_set(&r), &pods, t0(), true);
         assert_eq!(p.diff, 1);
-        assert_eq!(p.delete, vec![PodRef { name: "pending".into(), uid: "uid-pending".into() }]);
+        assert_eq!(
+            p.delete,
+            vec![PodRef {
+                name: "pending".into(),
+                uid: "uid-pending".into()
+            }]
+        );
     }
 
     #[test]
@@ -924,20 +1108,42 @@ mod tests {
         let mut r = rs(3);
         r.spec.as_mut().unwrap().min_ready_seconds = Some(30);
         let pods = vec![
-            pod(P { name: "avail", ready_ago: Some(100), ..BASE }),
-            pod(P { name: "young", ready_ago: Some(10), ..BASE }),
-            pod(P { name: "notready", ready_ago: None, labels: &[("app", "web")], ..BASE }),
+            pod(P {
+                name: "avail",
+                ready_ago: Some(100),
+                ..BASE
+            }),
+            pod(P {
+                name: "young",
+                ready_ago: Some(10),
+                ..BASE
+            }),
+            pod(P {
+                name: "notready",
+                ready_ago: None,
+                labels: &[("app", "web")],
+                ..BASE
+            }),
         ];
         let p = plan(&Owner::from_replica_set(&r), &pods, t0(), true);
         let s = &p.status;
         assert_eq!(
-            (s.replicas, s.fully_labeled_replicas, s.ready_replicas, s.available_replicas),
+            (
+                s.replicas,
+                s.fully_labeled_replicas,
+                s.ready_replicas,
+                s.available_replicas
+            ),
             (3, 2, 2, 1)
         );
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!(p.requeue_after, Some(Duration::from_secs(20)));
         let rss = s.to_replica_set();
         assert_eq!(rss.available_replicas, Some(1));
+        assert_eq!(
+            Status::default().to_replica_set(),
+            ReplicaSetStatus::default()
+        );
     }
 
     #[test]
@@ -945,11 +1151,20 @@ mod tests {
         let r = rs(2);
         let o = Owner::from_replica_set(&r);
         let mut p = plan(&o, &[], t0(), true);
-        record_manage_error(&o, &mut p.status, p.diff, "pods \"web-x\" is forbidden: quota", t0());
+        record_manage_error(
+            &o,
+            &mut p.status,
+            p.diff,
+            "pods \"web-x\" is forbidden: quota",
+            t0(),
+        );
         let c = &p.status.conditions[0];
         assert_eq!(c.type_, "ReplicaFailure");
         assert_eq!(c.reason.as_deref(), Some("FailedCreate"));
-        assert_eq!(c.message.as_deref(), Some("pods \"web-x\" is forbidden: quota"));
+        assert_eq!(
+            c.message.as_deref(),
+            Some("pods \"web-x\" is forbidden: quota")
+        );
         // The next successful sync clears it.
         let mut r2 = r.clone();
         r2.status = Some(p.status.to_replica_set());
@@ -975,8 +1190,15 @@ mod tests {
             status: None,
         };
         let o = Owner::from_replication_controller(&rc);
-        assert_eq!((o.api_version.as_str(), o.kind.as_str()), ("v1", "ReplicationController"));
-        let pods = vec![pod(P { name: "orphan", owner: None, ..BASE })];
+        assert_eq!(
+            (o.api_version.as_str(), o.kind.as_str()),
+            ("v1", "ReplicationController")
+        );
+        let pods = vec![pod(P {
+            name: "orphan",
+            owner: None,
+            ..BASE
+        })];
         let p = plan(&o, &pods, t0(), true);
         assert_eq!(p.adopt.len(), 1);
         assert_eq!(p.create.len(), 1);
@@ -992,7 +1214,10 @@ mod tests {
         assert_eq!(event_created("web-abc").message, "Created pod: web-abc");
         assert_eq!(event_deleted("web-abc").message, "Deleted pod: web-abc");
         let e = event_create_failed("boom");
-        assert_eq!((e.type_, e.reason, e.message.as_str()), ("Warning", "FailedCreate", "Error creating: boom"));
+        assert_eq!(
+            (e.type_, e.reason, e.message.as_str()),
+            ("Warning", "FailedCreate", "Error creating: boom")
+        );
     }
 
     #[test]

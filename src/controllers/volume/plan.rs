@@ -24,7 +24,7 @@
 //! (upstream leaves that to the scheduler's volume binder).
 
 use crate::api::quantity::{Quantity as Q, parse_quantity};
-use crate::controllers::podutil::selector_matches;
+use crate::controllers::podutil::{chrono_to_time, selector_matches};
 use k8s_openapi::api::core::v1::{
     HostPathVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference,
     PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus, PersistentVolumeSpec,
@@ -32,7 +32,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
@@ -292,13 +292,6 @@ fn volume_reference(v: &PersistentVolume) -> ObjectReference {
 
 fn pv_phase(v: &PersistentVolume) -> &str {
     v.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("")
-}
-
-fn pvc_phase(c: &PersistentVolumeClaim) -> &str {
-    c.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .unwrap_or("")
@@ -584,7 +577,7 @@ impl<'a> Planner<'a> {
         }
         let status = v.status.get_or_insert_with(PersistentVolumeStatus::default);
         if status.phase.as_deref() != Some(phase) {
-            status.last_phase_transition_time = Some(Time(self.now));
+            status.last_phase_transition_time = Some(chrono_to_time(self.now));
         }
         status.phase = Some(phase.to_string());
         status.message = message;
@@ -1088,4 +1081,579 @@ fn local_path_precheck(claim: &PersistentVolumeClaim, node: Option<&str>) -> Opt
         return Some("configuration error, no node was specified".to_string());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, VolumeResourceRequirements};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+
+    const UID: &str = "1111-2222";
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default()
+    }
+
+    fn q(s: &str) -> BTreeMap<String, Quantity> {
+        [("storage".to_string(), Quantity(s.to_string()))]
+            .into_iter()
+            .collect()
+    }
+
+    fn modes(m: &[&str]) -> Option<Vec<String>> {
+        Some(m.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn pv(name: &str, cap: &str, class: &str, access: &[&str]) -> PersistentVolume {
+        PersistentVolume {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                uid: Some(format!("uid-{name}")),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeSpec {
+                capacity: Some(q(cap)),
+                access_modes: modes(access),
+                storage_class_name: (!class.is_empty()).then(|| class.to_string()),
+                persistent_volume_reclaim_policy: Some("Retain".into()),
+                host_path: Some(HostPathVolumeSource {
+                    path: format!("/data/{name}"),
+                    type_: None,
+                }),
+                ..Default::default()
+            }),
+            status: Some(PersistentVolumeStatus {
+                phase: Some("Available".into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn pvc(name: &str, req: &str, class: Option<&str>, access: &[&str]) -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(format!("{UID}-{name}")),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: modes(access),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(q(req)),
+                    limits: None,
+                }),
+                storage_class_name: class.map(str::to_string),
+                ..Default::default()
+            }),
+            status: Some(PersistentVolumeClaimStatus {
+                phase: Some("Pending".into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn class(name: &str, provisioner: &str, mode: &str) -> StorageClass {
+        StorageClass {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            provisioner: provisioner.into(),
+            volume_binding_mode: Some(mode.into()),
+            reclaim_policy: Some("Delete".into()),
+            ..Default::default()
+        }
+    }
+
+    struct World {
+        volumes: Vec<PersistentVolume>,
+        claims: Vec<PersistentVolumeClaim>,
+        classes: Vec<StorageClass>,
+    }
+
+    const CFG: Config<'static> = Config {
+        storage_dir: "/var/lib/skiff/storage",
+        default_node: Some("node-a"),
+    };
+
+    impl World {
+        fn plan(&self) -> Vec<Action> {
+            let nodes = BTreeMap::new();
+            let snap = Snapshot {
+                volumes: &self.volumes,
+                claims: &self.claims,
+                classes: &self.classes,
+                node_labels: &nodes,
+            };
+            plan(&snap, &CFG, now())
+        }
+
+        /// Applies actions the way a shell would (the API server sets a
+        /// created volume's phase to Pending).
+        fn apply(&mut self, actions: &[Action]) {
+            for a in actions {
+                match a {
+                    Action::CreatePv(v) => {
+                        let mut v = v.clone();
+                        v.metadata.uid = Some(format!("uid-{}", name_of(&v.metadata)));
+                        v.status = Some(PersistentVolumeStatus {
+                            phase: Some("Pending".into()),
+                            ..Default::default()
+                        });
+                        self.volumes.push(v);
+                    }
+                    Action::UpdatePv { pv, .. } => {
+                        for v in self.volumes.iter_mut() {
+                            if v.metadata.name == pv.metadata.name {
+                                *v = pv.clone();
+                            }
+                        }
+                    }
+                    Action::UpdatePvc { pvc, .. } => {
+                        for c in self.claims.iter_mut() {
+                            if c.metadata.name == pvc.metadata.name {
+                                *c = pvc.clone();
+                            }
+                        }
+                    }
+                    Action::DeletePv { name, .. } => {
+                        self.volumes.retain(|v| name_of(&v.metadata) != name);
+                    }
+                    Action::Event(_) => {}
+                }
+            }
+        }
+
+        /// Plans and applies until only events remain; returns every event.
+        fn settle(&mut self) -> Vec<Event> {
+            let mut events = Vec::new();
+            for _ in 0..10 {
+                let actions = self.plan();
+                let writes = actions.iter().any(|a| !matches!(a, Action::Event(_)));
+                for a in &actions {
+                    if let Action::Event(e) = a {
+                        events.push(e.clone());
+                    }
+                }
+                self.apply(&actions);
+                if !writes {
+                    return events;
+                }
+            }
+            panic!("did not settle");
+        }
+
+        fn claim(&self, name: &str) -> &PersistentVolumeClaim {
+            self.claims
+                .iter()
+                .find(|c| name_of(&c.metadata) == name)
+                .expect("claim")
+        }
+
+        fn volume(&self, name: &str) -> Option<&PersistentVolume> {
+            self.volumes.iter().find(|v| name_of(&v.metadata) == name)
+        }
+    }
+
+    fn bound_volume(w: &World, claim: &str) -> Option<String> {
+        let c = w.claim(claim);
+        if pvc_phase(c) != "Bound" {
+            return None;
+        }
+        c.spec.as_ref()?.volume_name.clone()
+    }
+
+    fn pvc_phase(c: &PersistentVolumeClaim) -> &str {
+        c.status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("")
+    }
+
+    fn reasons(events: &[Event]) -> Vec<&str> {
+        events.iter().map(|e| e.reason.as_str()).collect()
+    }
+
+    #[test]
+    fn static_binding_table() {
+        let rwo = &["ReadWriteOnce"][..];
+        let labelled = |mut v: PersistentVolume| {
+            v.metadata.labels = Some([("tier".to_string(), "gold".to_string())].into());
+            v
+        };
+        let block = |mut v: PersistentVolume| {
+            if let Some(s) = v.spec.as_mut() {
+                s.volume_mode = Some("Block".into());
+            }
+            v
+        };
+        let with_selector = |mut c: PersistentVolumeClaim| {
+            if let Some(s) = c.spec.as_mut() {
+                s.selector = Some(LabelSelector {
+                    match_labels: Some([("tier".to_string(), "gold".to_string())].into()),
+                    ..Default::default()
+                });
+            }
+            c
+        };
+        // (case, volumes, claim, expected volume)
+        let cases: Vec<(&str, Vec<PersistentVolume>, PersistentVolumeClaim, Option<&str>)> = vec![
+            (
+                "smallest fitting volume wins",
+                vec![pv("big", "10Gi", "", rwo), pv("small", "2Gi", "", rwo), pv("tiny", "500Mi", "", rwo)],
+                pvc("c", "1Gi", Some(""), rwo),
+                Some("small"),
+            ),
+            (
+                "empty class only matches classless volumes",
+                vec![pv("fast", "2Gi", "fast", rwo)],
+                pvc("c", "1Gi", Some(""), rwo),
+                None,
+            ),
+            (
+                "same class matches",
+                vec![pv("fast", "2Gi", "fast", rwo), pv("plain", "1Gi", "", rwo)],
+                pvc("c", "1Gi", Some("fast"), rwo),
+                Some("fast"),
+            ),
+            (
+                "access modes must be a superset",
+                vec![pv("rwo", "1Gi", "", rwo), pv("both", "5Gi", "", &["ReadWriteOnce", "ReadWriteMany"])],
+                pvc("c", "1Gi", Some(""), &["ReadWriteMany"]),
+                Some("both"),
+            ),
+            (
+                "fewest access modes preferred",
+                vec![pv("both", "1Gi", "", &["ReadWriteOnce", "ReadOnlyMany"]), pv("rwo", "5Gi", "", rwo)],
+                pvc("c", "1Gi", Some(""), rwo),
+                Some("rwo"),
+            ),
+            (
+                "volume mode must match",
+                vec![block(pv("blk", "1Gi", "", rwo))],
+                pvc("c", "1Gi", Some(""), rwo),
+                None,
+            ),
+            (
+                "selector filters volumes",
+                vec![pv("plain", "1Gi", "", rwo), labelled(pv("gold", "9Gi", "", rwo))],
+                with_selector(pvc("c", "1Gi", Some(""), rwo)),
+                Some("gold"),
+            ),
+            (
+                "too small",
+                vec![pv("tiny", "500Mi", "", rwo)],
+                pvc("c", "1Gi", Some(""), rwo),
+                None,
+            ),
+        ];
+        for (name, volumes, claim, want) in cases {
+            let mut w = World { volumes, claims: vec![claim], classes: vec![] };
+            let events = w.settle();
+            assert_eq!(bound_volume(&w, "c").as_deref(), want, "{name}");
+            if let Some(v) = want {
+                let v = w.volume(v).expect("volume");
+                assert_eq!(pv_phase(v), "Bound", "{name}");
+                assert_eq!(ann(&v.metadata, ANN_BOUND_BY_CONTROLLER), Some("yes"), "{name}");
+                let c = w.claim("c");
+                assert_eq!(ann(&c.metadata, ANN_BIND_COMPLETED), Some("yes"), "{name}");
+                assert_eq!(ann(&c.metadata, ANN_BOUND_BY_CONTROLLER), Some("yes"), "{name}");
+                let st = c.status.as_ref().expect("status");
+                assert_eq!(st.capacity, v.spec.as_ref().and_then(|s| s.capacity.clone()), "{name}");
+            } else {
+                assert!(reasons(&events).contains(&"FailedBinding"), "{name}: {events:?}");
+                assert_eq!(pvc_phase(w.claim("c")), "Pending", "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_volume_two_claims() {
+        let rwo = &["ReadWriteOnce"][..];
+        let mut w = World {
+            volumes: vec![pv("only", "1Gi", "", rwo)],
+            claims: vec![pvc("a", "1Gi", Some(""), rwo), pvc("b", "1Gi", Some(""), rwo)],
+            classes: vec![],
+        };
+        w.settle();
+        let bound: Vec<_> = ["a", "b"].iter().filter_map(|c| bound_volume(&w, c)).collect();
+        assert_eq!(bound, vec!["only".to_string()]);
+    }
+
+    #[test]
+    fn binding_writes_volume_before_claim() {
+        let rwo = &["ReadWriteOnce"][..];
+        let w = World {
+            volumes: vec![pv("v", "1Gi", "", rwo)],
+            claims: vec![pvc("c", "1Gi", Some(""), rwo)],
+            classes: vec![],
+        };
+        let actions = w.plan();
+        assert!(matches!(&actions[0], Action::UpdatePv { spec: true, status: true, .. }));
+        assert!(matches!(&actions[1], Action::UpdatePvc { spec: true, status: true, .. }));
+        assert_eq!(actions.len(), 2);
+    }
+
+    #[test]
+    fn wait_for_first_consumer_then_provision() {
+        let rwo = &["ReadWriteOnce"][..];
+        let mut w = World {
+            volumes: vec![],
+            claims: vec![pvc("data", "3Gi", None, rwo)],
+            classes: vec![default_storage_class()],
+        };
+        let events = w.settle();
+        assert_eq!(reasons(&events), vec!["WaitForFirstConsumer"]);
+        assert_eq!(
+            events[0].message,
+            "waiting for first consumer to be created before binding"
+        );
+        let c = w.claim("data");
+        assert_eq!(claim_class(c), Some("local-path"), "default class assigned");
+        assert!(w.volumes.is_empty());
+
+        // The scheduler picks a node.
+        if let Some(c) = w.claims.first_mut() {
+            set_ann(&mut c.metadata, ANN_SELECTED_NODE, "node-b");
+        }
+        let events = w.settle();
+        let name = format!("pvc-{UID}-data");
+        assert!(reasons(&events).contains(&"ProvisioningSucceeded"), "{events:?}");
+        assert!(events.iter().any(|e| e.message == format!("Successfully provisioned volume {name}")));
+        assert_eq!(bound_volume(&w, "data"), Some(name.clone()));
+        let v = w.volume(&name).expect("provisioned");
+        let spec = v.spec.as_ref().expect("spec");
+        let hp = spec.host_path.as_ref().expect("hostPath");
+        assert_eq!(hp.path, format!("/var/lib/skiff/storage/{name}_default_data"));
+        assert_eq!(hp.type_.as_deref(), Some("DirectoryOrCreate"));
+        assert_eq!(spec.capacity, Some(q("3Gi")));
+        assert_eq!(spec.persistent_volume_reclaim_policy.as_deref(), Some("Delete"));
+        assert_eq!(spec.storage_class_name.as_deref(), Some("local-path"));
+        assert!(node_affinity_admits(v, "node-b", &BTreeMap::new()));
+        assert!(!node_affinity_admits(v, "node-a", &BTreeMap::new()));
+        assert_eq!(ann(&v.metadata, ANN_PROVISIONED_BY), Some(PROVISIONER_LOCAL_PATH));
+        assert_eq!(ann(&v.metadata, ANN_BOUND_BY_CONTROLLER), None, "pre-bound by provisioner");
+        assert_eq!(pv_phase(v), "Bound");
+        let c = w.claim("data");
+        assert_eq!(ann(&c.metadata, ANN_STORAGE_PROVISIONER), Some(PROVISIONER_LOCAL_PATH));
+        assert_eq!(ann(&c.metadata, ANN_BETA_STORAGE_PROVISIONER), Some(PROVISIONER_LOCAL_PATH));
+
+        // Deleting the claim releases and deletes the volume.
+        w.claims.clear();
+        w.settle();
+        assert!(w.volume(&name).is_none());
+    }
+
+    #[test]
+    fn immediate_local_path_uses_default_node() {
+        let rwo = &["ReadWriteOnce"][..];
+        let mut w = World {
+            volumes: vec![],
+            claims: vec![pvc("c", "1Gi", Some("lp"), rwo)],
+            classes: vec![class("lp", PROVISIONER_SKIFF_LOCAL_PATH, "Immediate")],
+        };
+        w.settle();
+        let name = bound_volume(&w, "c").expect("bound");
+        let v = w.volume(&name).expect("volume");
+        assert!(node_affinity_admits(v, "node-a", &BTreeMap::new()));
+    }
+
+    #[test]
+    fn provisioning_failures_table() {
+        let cases: Vec<(&str, PersistentVolumeClaim, Vec<StorageClass>, &str, &str)> = vec![
+            (
+                "missing class",
+                pvc("c", "1Gi", Some("nope"), &["ReadWriteOnce"]),
+                vec![],
+                "ProvisioningFailed",
+                "storageclass.storage.k8s.io \"nope\" not found",
+            ),
+            (
+                "rwx not supported",
+                pvc("c", "1Gi", Some("lp"), &["ReadWriteMany"]),
+                vec![class("lp", PROVISIONER_LOCAL_PATH, "Immediate")],
+                "ProvisioningFailed",
+                "failed to provision volume with StorageClass \"lp\": NodePath only supports ReadWriteOnce and ReadWriteOncePod (1.22+) access modes",
+            ),
+            (
+                "external provisioner",
+                pvc("c", "1Gi", Some("ebs"), &["ReadWriteOnce"]),
+                vec![class("ebs", "ebs.csi.aws.com", "Immediate")],
+                "ExternalProvisioning",
+                "Waiting for a volume to be created either by the external provisioner 'ebs.csi.aws.com' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered.",
+            ),
+        ];
+        for (name, claim, classes, reason, message) in cases {
+            let mut w = World { volumes: vec![], claims: vec![claim], classes };
+            let events = w.settle();
+            assert!(
+                events.iter().any(|e| e.reason == reason && e.message == message),
+                "{name}: {events:?}"
+            );
+            assert!(w.volumes.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn release_table() {
+        let rwo = &["ReadWriteOnce"][..];
+        let bound = |policy: &str, provisioned: Option<&str>| {
+            let mut v = pv("v", "1Gi", "", rwo);
+            let c = pvc("gone", "1Gi", Some(""), rwo);
+            if let Some(s) = v.spec.as_mut() {
+                s.claim_ref = Some(claim_reference(&c));
+                s.persistent_volume_reclaim_policy = Some(policy.into());
+            }
+            if let Some(p) = provisioned {
+                set_ann(&mut v.metadata, ANN_PROVISIONED_BY, p);
+            }
+            v.status = Some(PersistentVolumeStatus {
+                phase: Some("Bound".into()),
+                ..Default::default()
+            });
+            v
+        };
+        // (case, volume, expected phase or None when deleted)
+        let cases = vec![
+            ("retain keeps the volume", bound("Retain", None), Some("Released")),
+            ("delete local-path", bound("Delete", Some(PROVISIONER_LOCAL_PATH)), None),
+            ("delete external", bound("Delete", Some("ebs.csi.aws.com")), Some("Released")),
+            ("delete manual", bound("Delete", None), Some("Failed")),
+        ];
+        for (name, v, want) in cases {
+            let mut w = World { volumes: vec![v], claims: vec![], classes: vec![] };
+            w.settle();
+            assert_eq!(w.volume("v").map(pv_phase), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn lost_and_misbound_claims() {
+        let rwo = &["ReadWriteOnce"][..];
+        let mut c = pvc("c", "1Gi", Some(""), rwo);
+        set_ann(&mut c.metadata, ANN_BIND_COMPLETED, "yes");
+        if let Some(s) = c.spec.as_mut() {
+            s.volume_name = Some("vanished".into());
+        }
+        c.status = Some(PersistentVolumeClaimStatus {
+            phase: Some("Bound".into()),
+            ..Default::default()
+        });
+        let mut w = World { volumes: vec![], claims: vec![c.clone()], classes: vec![] };
+        let events = w.settle();
+        assert_eq!(pvc_phase(w.claim("c")), "Lost");
+        assert_eq!(reasons(&events), vec!["ClaimLost"]);
+        assert!(w.settle().is_empty(), "event only on transition");
+
+        let mut other = pv("vanished", "1Gi", "", rwo);
+        if let Some(s) = other.spec.as_mut() {
+            s.claim_ref = Some(claim_reference(&pvc("x", "1Gi", Some(""), rwo)));
+        }
+        let mut w = World { volumes: vec![other], claims: vec![c], classes: vec![] };
+        let actions = w.plan();
+        w.apply(&actions);
+        assert_eq!(pvc_phase(w.claim("c")), "Lost");
+        assert!(actions.iter().any(|a| matches!(a, Action::Event(e) if e.reason == "ClaimMisbound")));
+    }
+
+    #[test]
+    fn prebound_claims_table() {
+        let rwo = &["ReadWriteOnce"][..];
+        let named = |volume: &str, req: &str| {
+            let mut c = pvc("c", req, Some(""), rwo);
+            if let Some(s) = c.spec.as_mut() {
+                s.volume_name = Some(volume.into());
+            }
+            c
+        };
+        let mut taken = pv("taken", "5Gi", "", rwo);
+        if let Some(s) = taken.spec.as_mut() {
+            s.claim_ref = Some(claim_reference(&pvc("other", "1Gi", Some(""), rwo)));
+        }
+        // (case, volumes, claim, bound?, event message)
+        let cases = vec![
+            ("named volume binds", vec![pv("v", "1Gi", "", rwo)], named("v", "1Gi"), true, None),
+            (
+                "named volume too small",
+                vec![pv("v", "1Gi", "", rwo)],
+                named("v", "2Gi"),
+                false,
+                Some("Cannot bind to requested volume \"v\": requested PV is too small"),
+            ),
+            (
+                "named volume taken",
+                vec![taken],
+                named("taken", "1Gi"),
+                false,
+                Some("volume \"taken\" already bound to a different claim."),
+            ),
+            ("named volume missing", vec![], named("nope", "1Gi"), false, None),
+        ];
+        for (name, volumes, claim, bound, message) in cases {
+            let mut w = World { volumes, claims: vec![claim], classes: vec![] };
+            let events = w.settle();
+            assert_eq!(bound_volume(&w, "c").is_some(), bound, "{name}");
+            if bound {
+                let c = w.claim("c");
+                assert_eq!(ann(&c.metadata, ANN_BOUND_BY_CONTROLLER), None, "{name}: user chose the volume");
+            }
+            if let Some(m) = message {
+                assert!(events.iter().any(|e| e.message == m), "{name}: {events:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn volume_prebound_to_claim_and_unbinding() {
+        let rwo = &["ReadWriteOnce"][..];
+        // A user pre-binds a volume to a claim by name (no uid).
+        let mut v = pv("mine", "9Gi", "", rwo);
+        let mut r = claim_reference(&pvc("c", "1Gi", Some(""), rwo));
+        r.uid = None;
+        if let Some(s) = v.spec.as_mut() {
+            s.claim_ref = Some(r);
+        }
+        let mut w = World {
+            volumes: vec![v, pv("small", "1Gi", "", rwo)],
+            claims: vec![pvc("c", "1Gi", Some(""), rwo)],
+            classes: vec![],
+        };
+        w.settle();
+        assert_eq!(bound_volume(&w, "c").as_deref(), Some("mine"));
+        assert_eq!(w.volume("small").map(pv_phase), Some("Available"));
+
+        // A controller-bound volume whose claim went to another volume is freed.
+        let mut stray = pv("stray", "1Gi", "", rwo);
+        let c = w.claim("c").clone();
+        if let Some(s) = stray.spec.as_mut() {
+            s.claim_ref = Some(claim_reference(&c));
+        }
+        set_ann(&mut stray.metadata, ANN_BOUND_BY_CONTROLLER, "yes");
+        stray.status = Some(PersistentVolumeStatus {
+            phase: Some("Bound".into()),
+            last_phase_transition_time: Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+            ..Default::default()
+        });
+        w.volumes.push(stray);
+        w.settle();
+        let s = w.volume("stray").expect("stray");
+        assert_eq!(pv_phase(s), "Available");
+        assert!(claim_ref(s).is_none());
+        assert_eq!(ann(&s.metadata, ANN_BOUND_BY_CONTROLLER), None);
+        assert_eq!(
+            s.status.as_ref().and_then(|st| st.last_phase_transition_time.clone()),
+            Some(chrono_to_time(now()))
+        );
+    }
+
+    #[test]
+    fn default_class_object() {
+        let sc = default_storage_class();
+        assert!(is_default_class(&sc));
+        assert_eq!(sc.provisioner, "rancher.io/local-path");
+        assert_eq!(sc.volume_binding_mode.as_deref(), Some("WaitForFirstConsumer"));
+        assert_eq!(sc.reclaim_policy.as_deref(), Some("Delete"));
+    }
 }
