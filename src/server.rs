@@ -110,7 +110,14 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         cfg.compact_keep,
     );
     let router = apiserver::router(app.clone());
-    let identity = format!("{}_{}", crate::config::hostname(), uuid::Uuid::new_v4());
+    // stable across restarts of this server (same host and data dir), so a
+    // restart takes its own lease back at once instead of waiting it out
+    let identity = {
+        use sha2::Digest;
+        let dir = std::fs::canonicalize(&cfg.data_dir).unwrap_or(cfg.data_dir.clone());
+        let h = sha2::Sha256::digest(dir.to_string_lossy().as_bytes());
+        format!("{}_{}", crate::config::hostname(), hex::encode(&h[..4]))
+    };
     let cm_config = crate::controllers::Config {
         ca_pem: pki.server_ca_pem().to_string(),
         cluster_cidr: cfg.cluster_cidr.clone(),

@@ -6,16 +6,25 @@
 //! Invariant: everything here runs inside the `kube-controller-manager`
 //! lease (see `leader`), so at most one server acts at a time.
 
+pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod events;
+pub mod expectations;
 pub mod informers;
 pub mod leader;
 pub mod podutil;
+pub mod replicaset;
 pub mod serviceaccount;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::runtime::controller::Action;
 use tokio::task::JoinSet;
@@ -49,6 +58,22 @@ pub struct Context {
     pub nodes: Arc<Informer<Node>>,
     pub serviceaccounts: Arc<Informer<ServiceAccount>>,
     pub configmaps: Arc<Informer<ConfigMap>>,
+    pub services: Arc<Informer<Service>>,
+    pub endpoints: Arc<Informer<Endpoints>>,
+    pub endpointslices: Arc<Informer<EndpointSlice>>,
+    pub replicasets: Arc<Informer<ReplicaSet>>,
+    pub replicationcontrollers: Arc<Informer<ReplicationController>>,
+    pub deployments: Arc<Informer<Deployment>>,
+    pub expectations: expectations::Expectations,
+}
+
+/// Treat "already gone" (404) as success: the goal state is reached.
+pub fn ignore_gone<T>(r: kube::Result<T>) -> Result<(), Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Requeue a failed reconcile with a short delay (the runtime adds backoff
@@ -67,17 +92,36 @@ pub async fn run_all(client: kube::Client, config: Config) {
         nodes: Informer::new(Api::all(client.clone())),
         serviceaccounts: Informer::new(Api::all(client.clone())),
         configmaps: Informer::new(Api::all(client.clone())),
+        services: Informer::new(Api::all(client.clone())),
+        endpoints: Informer::new(Api::all(client.clone())),
+        endpointslices: Informer::new(Api::all(client.clone())),
+        replicasets: Informer::new(Api::all(client.clone())),
+        replicationcontrollers: Informer::new(Api::all(client.clone())),
+        deployments: Informer::new(Api::all(client.clone())),
+        expectations: Default::default(),
         config,
         client: client.clone(),
     });
     let namespaces: Arc<Informer<Namespace>> = Informer::new(Api::all(client.clone()));
     let mut set = JoinSet::new();
     set.spawn(serviceaccount::run(ctx.clone(), &namespaces));
+    set.spawn(endpoints::run(ctx.clone()));
+    set.spawn(endpointslice::run(ctx.clone()));
+    set.spawn(replicaset::run_replicasets(ctx.clone()));
+    set.spawn(replicaset::run_replicationcontrollers(ctx.clone()));
+    set.spawn(deployment::run(ctx.clone()));
+    // informers start after every controller has subscribed
     set.spawn(run_forever(namespaces.start()));
     set.spawn(run_forever(ctx.pods.start()));
     set.spawn(run_forever(ctx.nodes.start()));
     set.spawn(run_forever(ctx.serviceaccounts.start()));
     set.spawn(run_forever(ctx.configmaps.start()));
+    set.spawn(run_forever(ctx.services.start()));
+    set.spawn(run_forever(ctx.endpoints.start()));
+    set.spawn(run_forever(ctx.endpointslices.start()));
+    set.spawn(run_forever(ctx.replicasets.start()));
+    set.spawn(run_forever(ctx.replicationcontrollers.start()));
+    set.spawn(run_forever(ctx.deployments.start()));
     while set.join_next().await.is_some() {}
 }
 

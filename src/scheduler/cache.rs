@@ -121,7 +121,10 @@ impl PodInfo {
         let pa = affinity.and_then(|a| a.pod_affinity.as_ref());
         let paa = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
         let has_required_anti_affinity = paa
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .is_some_and(|t| !t.is_empty());
         let has_affinity = has_required_anti_affinity
             || pa.is_some_and(|a| {
@@ -362,7 +365,8 @@ impl Cache {
     }
 
     /// Adds or replaces a pod from the watch. Unassigned or terminal pods
-    /// are removed; a pod confirmed by the watch stops being "assumed".
+    /// are removed (except that an unbound copy of an assumed pod is
+    /// ignored); a pod confirmed by the watch stops being "assumed".
     pub fn upsert_pod(&mut self, pod: impl Into<Arc<Pod>>) {
         let pod = pod.into();
         let key = pod_key(&pod);
@@ -371,6 +375,10 @@ impl Cache {
             .as_ref()
             .and_then(|s| s.node_name.clone())
             .filter(|n| !n.is_empty());
+        if node.is_none() && !is_terminal(&pod) && self.assumed.contains(&key) {
+            // A stale unbound copy must not undo `assume`.
+            return;
+        }
         self.remove_key(&key);
         self.assumed.remove(&key);
         match node {
@@ -536,6 +544,8 @@ pub(crate) mod tests {
         c.upsert_node(make_node("n1", 4000, 8, &[]));
         let p = make_pod("a", 500, 256, None);
         c.assume(&p, "n1");
+        assert!(c.is_assumed("uid-a"));
+        c.upsert_pod(p.clone()); // stale unbound copy from the watch
         assert!(c.is_assumed("uid-a"));
         assert_eq!(c.node("n1").unwrap().requested.milli_cpu, 500);
         // the watch confirms

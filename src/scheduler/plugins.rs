@@ -23,9 +23,8 @@ use crate::controllers::podutil::selector_matches;
 use crate::scheduler::cache::{Cache, HostPort, NodeInfo, PodInfo, pod_host_ports};
 use crate::scheduler::predicates::{
     EFFECT_NO_EXECUTE, EFFECT_NO_SCHEDULE, EFFECT_PREFER_NO_SCHEDULE, Resources,
-    TAINT_UNSCHEDULABLE, find_untolerated_taint, node_selector_matches,
-    node_selector_matches_node, node_selector_term_matches, pod_requests, pod_requests_non_zero,
-    taint_tolerated,
+    TAINT_UNSCHEDULABLE, find_untolerated_taint, node_selector_matches, node_selector_matches_node,
+    node_selector_term_matches, pod_requests, pod_requests_non_zero, taint_tolerated,
 };
 use k8s_openapi::api::core::v1::{
     NodeSelector, Pod, PodAffinityTerm, PodSpec, Taint, Toleration, TopologySpreadConstraint,
@@ -53,13 +52,21 @@ const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
 pub enum Reason {
     NodeUnschedulable,
     NodeName,
-    UntoleratedTaint { key: String, value: String },
+    UntoleratedTaint {
+        key: String,
+        value: String,
+    },
     NodeAffinity,
+    /// Excluded before filtering by a `matchFields metadata.name` pin.
+    NodeAffinityPreFilter,
     NodePorts,
     TooManyPods,
     /// `Insufficient <resource>`; `unresolvable` when the request exceeds
     /// the node's whole allocatable (evicting cannot help).
-    Insufficient { resource: String, unresolvable: bool },
+    Insufficient {
+        resource: String,
+        unresolvable: bool,
+    },
     VolumeNodeAffinityConflict,
     TopologySpread,
     TopologySpreadMissingLabel,
@@ -80,7 +87,12 @@ impl fmt::Display for Reason {
             Reason::UntoleratedTaint { key, value } => {
                 write!(f, "node(s) had untolerated taint {{{key}: {value}}}")
             }
-            Reason::NodeAffinity => f.write_str("node(s) didn't match Pod's node affinity/selector"),
+            Reason::NodeAffinity => {
+                f.write_str("node(s) didn't match Pod's node affinity/selector")
+            }
+            Reason::NodeAffinityPreFilter => {
+                f.write_str("node(s) didn't satisfy plugin(s) [NodeAffinity]")
+            }
             Reason::NodePorts => {
                 f.write_str("node(s) didn't have free ports for the requested pod ports")
             }
@@ -235,7 +247,10 @@ fn required_terms<'a>(
     terms: Option<&'a Vec<PodAffinityTerm>>,
     ns: &'a str,
 ) -> impl Iterator<Item = Term<'a>> {
-    terms.into_iter().flatten().map(move |t| Term::new(t, ns, 1))
+    terms
+        .into_iter()
+        .flatten()
+        .map(move |t| Term::new(t, ns, 1))
 }
 
 fn weighted_terms<'a>(
@@ -265,22 +280,34 @@ impl<'a> PodTerms<'a> {
         let paa = aff.and_then(|a| a.pod_anti_affinity.as_ref());
         PodTerms {
             required_affinity: required_terms(
-                pa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
+                pa.and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
                 ns,
             )
             .collect(),
             required_anti: required_terms(
-                paa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
+                paa.and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
                 ns,
             )
             .collect(),
             preferred_affinity: weighted_terms(
-                pa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+                pa.and_then(|a| {
+                    a.preferred_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
                 ns,
             )
             .collect(),
             preferred_anti: weighted_terms(
-                paa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+                paa.and_then(|a| {
+                    a.preferred_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
                 ns,
             )
             .collect(),
@@ -380,9 +407,7 @@ impl SpreadState<'_> {
                 if n < c.min_domains {
                     0
                 } else {
-                    domains
-                        .and_then(|m| m.values().min().copied())
-                        .unwrap_or(0)
+                    domains.and_then(|m| m.values().min().copied()).unwrap_or(0)
                 }
             })
             .collect();
@@ -453,7 +478,11 @@ impl<'a> CycleState<'a> {
             pod,
             spec,
             namespace: pod.metadata.namespace.as_deref().unwrap_or(""),
-            labels: pod.metadata.labels.as_ref().unwrap_or_else(|| empty_labels()),
+            labels: pod
+                .metadata
+                .labels
+                .as_ref()
+                .unwrap_or_else(|| empty_labels()),
             requests: pod_requests(spec),
             non_zero_cpu: non_zero.milli_cpu,
             non_zero_memory: non_zero.memory,
@@ -502,7 +531,13 @@ impl<'a> CycleState<'a> {
 
     /// Adds (`delta` 1) or removes (-1) an existing pod's contribution to the
     /// inter-pod affinity counts.
-    fn update_affinity(&self, st: &mut AffinityState<'a>, pi: &'a PodInfo, ni: &'a NodeInfo, delta: i64) {
+    fn update_affinity(
+        &self,
+        st: &mut AffinityState<'a>,
+        pi: &'a PodInfo,
+        ni: &'a NodeInfo,
+        delta: i64,
+    ) {
         let labels = ni.labels();
         if pi.has_required_anti_affinity {
             let existing = PodTerms::of(&pi.pod);
@@ -597,7 +632,11 @@ impl<'a> CycleState<'a> {
             let labels = ni.labels();
             for c in &st.constraints {
                 if let Some(v) = labels.get(c.topology_key)
-                    && st.counts.0.get(c.topology_key).is_some_and(|m| m.contains_key(v.as_str()))
+                    && st
+                        .counts
+                        .0
+                        .get(c.topology_key)
+                        .is_some_and(|m| m.contains_key(v.as_str()))
                     && self.counts_for_spread(c, pi)
                 {
                     st.counts.add(c.topology_key, v, delta);
@@ -693,7 +732,11 @@ impl<'a> CycleState<'a> {
         for (name, want) in &req.scalar {
             check(name, *want, alloc.get(name), used.get(name));
         }
-        if reasons.is_empty() { Ok(()) } else { Err(reasons) }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
     }
 
     /// Scores feasible nodes: the weighted sum of every score plugin's
@@ -733,8 +776,14 @@ impl<'a> CycleState<'a> {
                 (alloc - req) * MAX_NODE_SCORE / alloc
             }
         };
-        let cpu = free(ni.allocatable.milli_cpu, ni.non_zero_cpu + self.non_zero_cpu);
-        let mem = free(ni.allocatable.memory, ni.non_zero_memory + self.non_zero_memory);
+        let cpu = free(
+            ni.allocatable.milli_cpu,
+            ni.non_zero_cpu + self.non_zero_cpu,
+        );
+        let mem = free(
+            ni.allocatable.memory,
+            ni.non_zero_memory + self.non_zero_memory,
+        );
         (cpu + mem) / 2
     }
 
@@ -747,8 +796,14 @@ impl<'a> CycleState<'a> {
                 (req as f64 / alloc as f64).min(1.0)
             }
         };
-        let c = frac(ni.allocatable.milli_cpu, ni.non_zero_cpu + self.non_zero_cpu);
-        let m = frac(ni.allocatable.memory, ni.non_zero_memory + self.non_zero_memory);
+        let c = frac(
+            ni.allocatable.milli_cpu,
+            ni.non_zero_cpu + self.non_zero_cpu,
+        );
+        let m = frac(
+            ni.allocatable.memory,
+            ni.non_zero_memory + self.non_zero_memory,
+        );
         let std = (c - m).abs() / 2.0;
         ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
     }
@@ -770,7 +825,11 @@ impl<'a> CycleState<'a> {
                 ni.taints
                     .iter()
                     .filter(|t| t.effect == EFFECT_PREFER_NO_SCHEDULE)
-                    .filter(|t| !prefer.iter().any(|tol| crate::scheduler::predicates::tolerates(tol, t)))
+                    .filter(|t| {
+                        !prefer
+                            .iter()
+                            .any(|tol| crate::scheduler::predicates::tolerates(tol, t))
+                    })
                     .count() as i64
             })
             .collect();
@@ -841,12 +900,26 @@ impl<'a> CycleState<'a> {
             })
             .collect();
         for ni in cache.nodes().iter().filter(|n| has_all(n)) {
-            for c in constraints.iter().filter(|c| c.topology_key != LABEL_HOSTNAME) {
-                let v = ni.labels().get(c.topology_key).map(String::as_str).unwrap_or("");
-                if counts.0.get(c.topology_key).is_some_and(|m| m.contains_key(v))
+            for c in constraints
+                .iter()
+                .filter(|c| c.topology_key != LABEL_HOSTNAME)
+            {
+                let v = ni
+                    .labels()
+                    .get(c.topology_key)
+                    .map(String::as_str)
+                    .unwrap_or("");
+                if counts
+                    .0
+                    .get(c.topology_key)
+                    .is_some_and(|m| m.contains_key(v))
                     && c.includes_node(self.spec, self.tolerations, ni)
                 {
-                    let n = ni.pods.iter().filter(|p| self.counts_for_spread(c, p)).count();
+                    let n = ni
+                        .pods
+                        .iter()
+                        .filter(|p| self.counts_for_spread(c, p))
+                        .count();
                     let slot = counts.0.get_mut(c.topology_key).and_then(|m| m.get_mut(v));
                     if let Some(slot) = slot {
                         *slot += n as i64;
@@ -864,7 +937,10 @@ impl<'a> CycleState<'a> {
                 let mut score = 0.0;
                 for (c, w) in constraints.iter().zip(&weights) {
                     let cnt = if c.topology_key == LABEL_HOSTNAME {
-                        ni.pods.iter().filter(|p| self.counts_for_spread(c, p)).count() as i64
+                        ni.pods
+                            .iter()
+                            .filter(|p| self.counts_for_spread(c, p))
+                            .count() as i64
                     } else {
                         counts.get(c.topology_key, l.get(c.topology_key).map_or("", |v| v))
                     };
@@ -905,7 +981,10 @@ impl<'a> CycleState<'a> {
                 self.score_existing_pod(&mut scores, pi, labels);
             }
         }
-        let raw: Vec<i64> = nodes.iter().map(|ni| scores.sum_for_node(ni.labels())).collect();
+        let raw: Vec<i64> = nodes
+            .iter()
+            .map(|ni| scores.sum_for_node(ni.labels()))
+            .collect();
         let max = raw.iter().copied().max().unwrap_or(0);
         let min = raw.iter().copied().min().unwrap_or(0);
         let diff = max - min;
@@ -962,7 +1041,10 @@ impl<'a> CycleState<'a> {
     }
 }
 
-fn spread_filter(st: &SpreadState<'_>, labels: &BTreeMap<String, String>) -> Result<(), Vec<Reason>> {
+fn spread_filter(
+    st: &SpreadState<'_>,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), Vec<Reason>> {
     for (i, c) in st.constraints.iter().enumerate() {
         let Some(v) = labels.get(c.topology_key) else {
             return Err(vec![Reason::TopologySpreadMissingLabel]);
@@ -978,10 +1060,10 @@ fn spread_filter(st: &SpreadState<'_>, labels: &BTreeMap<String, String>) -> Res
     Ok(())
 }
 
-fn affinity_filter(st: &AffinityState<'_>, labels: &BTreeMap<String, String>) -> Result<(), Vec<Reason>> {
-    if st.existing_anti_counts.hits_node(labels) {
-        return Err(vec![Reason::ExistingAntiAffinity]);
-    }
+fn affinity_filter(
+    st: &AffinityState<'_>,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), Vec<Reason>> {
     let mut pods_exist = true;
     for term in &st.affinity {
         let Some(v) = labels.get(term.topology_key) else {
@@ -991,7 +1073,9 @@ fn affinity_filter(st: &AffinityState<'_>, labels: &BTreeMap<String, String>) ->
             pods_exist = false;
         }
     }
-    if !pods_exist && !(st.affinity_counts.is_empty() && st.self_match_all) {
+    // The first pod of a group with affinity to itself may go anywhere.
+    let first_of_group = st.affinity_counts.is_empty() && st.self_match_all;
+    if !pods_exist && !first_of_group {
         return Err(vec![Reason::Affinity]);
     }
     let anti_hit = st.anti.iter().any(|term| {
@@ -1001,6 +1085,9 @@ fn affinity_filter(st: &AffinityState<'_>, labels: &BTreeMap<String, String>) ->
     });
     if anti_hit {
         return Err(vec![Reason::AntiAffinity]);
+    }
+    if st.existing_anti_counts.hits_node(labels) {
+        return Err(vec![Reason::ExistingAntiAffinity]);
     }
     Ok(())
 }
@@ -1026,12 +1113,19 @@ mod tests {
     use super::*;
     use crate::scheduler::cache::tests::{make_node, make_pod};
     use k8s_openapi::api::core::v1::{
-        Affinity, ContainerPort, Node, NodeSelectorRequirement, NodeSelectorTerm,
-        PodAntiAffinity, PreferredSchedulingTerm,
+        Affinity, ContainerPort, Node, NodeSelectorRequirement, NodeSelectorTerm, PodAntiAffinity,
+        PreferredSchedulingTerm,
     };
 
     /// (name, node, pods already on it, pending pod, volumes, expected reasons)
-    type FilterCase<'v> = (&'static str, Node, Vec<Pod>, Pod, &'v VolumeInfo, Vec<&'static str>);
+    type FilterCase<'v> = (
+        &'static str,
+        Node,
+        Vec<Pod>,
+        Pod,
+        &'v VolumeInfo,
+        Vec<&'static str>,
+    );
 
     fn labelled(mut p: Pod, labels: &[(&str, &str)]) -> Pod {
         p.metadata.labels = Some(
@@ -1096,9 +1190,13 @@ mod tests {
             .allocatable
             .as_mut()
             .unwrap()
-            .insert("pods".into(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()));
+            .insert(
+                "pods".into(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
+            );
         let mut selector_pod = make_pod("p", 100, 10, None);
-        selector_pod.spec.as_mut().unwrap().node_selector = Some([("zone".to_string(), "b".to_string())].into());
+        selector_pod.spec.as_mut().unwrap().node_selector =
+            Some([("zone".to_string(), "b".to_string())].into());
         let mut named = make_pod("p", 100, 10, None);
         named.spec.as_mut().unwrap().node_name = Some("other".into());
         let pv_elsewhere = VolumeInfo {
@@ -1122,11 +1220,46 @@ mod tests {
             "zone",
         );
         let cases: Vec<FilterCase<'_>> = vec![
-            ("fits", node(), vec![], make_pod("p", 100, 10, None), &none, vec![]),
-            ("unschedulable", unsched, vec![], make_pod("p", 100, 10, None), &none, vec!["node(s) were unschedulable"]),
-            ("taint", tainted, vec![], make_pod("p", 100, 10, None), &none, vec!["node(s) had untolerated taint {dedicated: gpu}"]),
-            ("selector", node(), vec![], selector_pod, &none, vec!["node(s) didn't match Pod's node affinity/selector"]),
-            ("node name", node(), vec![], named, &none, vec!["node(s) didn't match the requested node name"]),
+            (
+                "fits",
+                node(),
+                vec![],
+                make_pod("p", 100, 10, None),
+                &none,
+                vec![],
+            ),
+            (
+                "unschedulable",
+                unsched,
+                vec![],
+                make_pod("p", 100, 10, None),
+                &none,
+                vec!["node(s) were unschedulable"],
+            ),
+            (
+                "taint",
+                tainted,
+                vec![],
+                make_pod("p", 100, 10, None),
+                &none,
+                vec!["node(s) had untolerated taint {dedicated: gpu}"],
+            ),
+            (
+                "selector",
+                node(),
+                vec![],
+                selector_pod,
+                &none,
+                vec!["node(s) didn't match Pod's node affinity/selector"],
+            ),
+            (
+                "node name",
+                node(),
+                vec![],
+                named,
+                &none,
+                vec!["node(s) didn't match the requested node name"],
+            ),
             (
                 "cpu and memory",
                 node(),
@@ -1135,7 +1268,14 @@ mod tests {
                 &none,
                 vec!["Insufficient cpu", "Insufficient memory"],
             ),
-            ("too many pods", few_pods, vec![make_pod("a", 1, 1, Some("n1"))], make_pod("p", 1, 1, None), &none, vec!["Too many pods"]),
+            (
+                "too many pods",
+                few_pods,
+                vec![make_pod("a", 1, 1, Some("n1"))],
+                make_pod("p", 1, 1, None),
+                &none,
+                vec!["Too many pods"],
+            ),
             (
                 "ports",
                 node(),
@@ -1144,12 +1284,23 @@ mod tests {
                 &none,
                 vec!["node(s) didn't have free ports for the requested pod ports"],
             ),
-            ("pv affinity", node(), vec![], make_pod("p", 1, 1, None), &pv_elsewhere, vec!["node(s) had volume node affinity conflict"]),
+            (
+                "pv affinity",
+                node(),
+                vec![],
+                make_pod("p", 1, 1, None),
+                &pv_elsewhere,
+                vec!["node(s) had volume node affinity conflict"],
+            ),
             (
                 "anti-affinity",
                 node(),
                 vec![existing_web.clone()],
-                anti_affinity(labelled(make_pod("p", 1, 1, None), &[("app", "web")]), "web", "zone"),
+                anti_affinity(
+                    labelled(make_pod("p", 1, 1, None), &[("app", "web")]),
+                    "web",
+                    "zone",
+                ),
                 &none,
                 vec!["node(s) didn't match pod anti-affinity rules"],
             ),
@@ -1206,23 +1357,34 @@ mod tests {
         cache.upsert_node(make_node("b1", 4000, 8, &[("zone", "b")]));
         cache.upsert_node(make_node("nolabel", 4000, 8, &[]));
         for i in 0..2 {
-            cache.upsert_pod(labelled(make_pod(&format!("e{i}"), 1, 1, Some("a1")), &[("app", "web")]));
+            cache.upsert_pod(labelled(
+                make_pod(&format!("e{i}"), 1, 1, Some("a1")),
+                &[("app", "web")],
+            ));
         }
         let mut pod = labelled(make_pod("p", 1, 1, None), &[("app", "web")]);
-        pod.spec.as_mut().unwrap().topology_spread_constraints = Some(vec![TopologySpreadConstraint {
-            max_skew: 1,
-            topology_key: "zone".into(),
-            when_unsatisfiable: "DoNotSchedule".into(),
-            label_selector: Some(LabelSelector {
-                match_labels: Some([("app".to_string(), "web".to_string())].into()),
+        pod.spec.as_mut().unwrap().topology_spread_constraints =
+            Some(vec![TopologySpreadConstraint {
+                max_skew: 1,
+                topology_key: "zone".into(),
+                when_unsatisfiable: "DoNotSchedule".into(),
+                label_selector: Some(LabelSelector {
+                    match_labels: Some([("app".to_string(), "web".to_string())].into()),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }]);
+            }]);
         let vols = VolumeInfo::default();
         let cs = CycleState::new(&pod, &cache, &vols).unwrap();
-        let reason = |n: &str| cs.filter(cache.node(n).unwrap()).err().map(|r| r[0].to_string());
-        assert_eq!(reason("a1").as_deref(), Some("node(s) didn't match pod topology spread constraints"));
+        let reason = |n: &str| {
+            cs.filter(cache.node(n).unwrap())
+                .err()
+                .map(|r| r[0].to_string())
+        };
+        assert_eq!(
+            reason("a1").as_deref(),
+            Some("node(s) didn't match pod topology spread constraints")
+        );
         assert_eq!(reason("b1"), None);
         assert_eq!(
             reason("nolabel").as_deref(),
@@ -1242,7 +1404,10 @@ mod tests {
         let vols = VolumeInfo::default();
         let pod = make_pod("p", 100, 100, None);
         let cs = CycleState::new(&pod, &cache, &vols).unwrap();
-        let nodes: Vec<&NodeInfo> = ["busy", "idle", "soft"].iter().map(|n| cache.node(n).unwrap()).collect();
+        let nodes: Vec<&NodeInfo> = ["busy", "idle", "soft"]
+            .iter()
+            .map(|n| cache.node(n).unwrap())
+            .collect();
         let s = cs.score(&cache, &nodes);
         assert!(s[1] > s[0], "idle beats busy: {s:?}");
         assert!(s[1] > s[2], "untainted beats PreferNoSchedule: {s:?}");
@@ -1251,17 +1416,19 @@ mod tests {
         let mut pref = make_pod("q", 100, 100, None);
         pref.spec.as_mut().unwrap().affinity = Some(Affinity {
             node_affinity: Some(k8s_openapi::api::core::v1::NodeAffinity {
-                preferred_during_scheduling_ignored_during_execution: Some(vec![PreferredSchedulingTerm {
-                    weight: 100,
-                    preference: NodeSelectorTerm {
-                        match_expressions: Some(vec![NodeSelectorRequirement {
-                            key: "disk".into(),
-                            operator: "In".into(),
-                            values: Some(vec!["ssd".into()]),
-                        }]),
-                        match_fields: None,
+                preferred_during_scheduling_ignored_during_execution: Some(vec![
+                    PreferredSchedulingTerm {
+                        weight: 100,
+                        preference: NodeSelectorTerm {
+                            match_expressions: Some(vec![NodeSelectorRequirement {
+                                key: "disk".into(),
+                                operator: "In".into(),
+                                values: Some(vec!["ssd".into()]),
+                            }]),
+                            match_fields: None,
+                        },
                     },
-                }]),
+                ]),
                 ..Default::default()
             }),
             ..Default::default()

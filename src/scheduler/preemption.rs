@@ -57,7 +57,12 @@ pub fn preempt(
     pdbs: &[PodDisruptionBudget],
     state: &mut SchedulerState,
 ) -> Result<Preemption, String> {
-    if pod.spec.as_ref().and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.preemption_policy.as_deref())
+        == Some("Never")
+    {
         return Err("preemption: not eligible due to preemptionPolicy=Never".into());
     }
     let all = fit_error.num_all_nodes;
@@ -75,9 +80,7 @@ pub fn preempt(
     let cycle = match CycleState::new(pod, cache, volumes) {
         Ok(c) if !fit_error.resolvable_nodes.is_empty() => c,
         _ => {
-            return Err(fail(
-                [(Reason::PreemptionNotHelpful, all.max(1))].into(),
-            ));
+            return Err(fail([(Reason::PreemptionNotHelpful, all.max(1))].into()));
         }
     };
     let potential = &fit_error.resolvable_nodes;
@@ -198,7 +201,11 @@ fn select_victims<'c>(
 fn pdb_violations(pods: &[&PodInfo], pdbs: &[PodDisruptionBudget]) -> Vec<bool> {
     let mut allowed: Vec<i64> = pdbs
         .iter()
-        .map(|p| p.status.as_ref().map_or(0, |s| i64::from(s.disruptions_allowed)))
+        .map(|p| {
+            p.status
+                .as_ref()
+                .map_or(0, |s| i64::from(s.disruptions_allowed))
+        })
         .collect();
     pods.iter()
         .map(|p| {
@@ -239,7 +246,11 @@ fn pdb_violations(pods: &[&PodInfo], pdbs: &[PodDisruptionBudget]) -> Vec<bool> 
 
 /// Upstream `pickOneNodeForPreemption` ordering (Less = better).
 fn compare_candidates(a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
-    let top = |c: &Candidate<'_>| c.victims.first().map_or(i64::MIN, |v| i64::from(v.priority));
+    let top = |c: &Candidate<'_>| {
+        c.victims
+            .first()
+            .map_or(i64::MIN, |v| i64::from(v.priority))
+    };
     let sum = |c: &Candidate<'_>| {
         c.victims
             .iter()
@@ -261,4 +272,129 @@ fn compare_candidates(a: &Candidate<'_>, b: &Candidate<'_>) -> Ordering {
         .then_with(|| sum(a).cmp(&sum(b)))
         .then_with(|| a.victims.len().cmp(&b.victims.len()))
         .then_with(|| earliest(b).cmp(&earliest(a)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::cache::tests::{make_node, make_pod};
+    use crate::scheduler::framework::schedule;
+    use k8s_openapi::api::policy::v1::{PodDisruptionBudgetSpec, PodDisruptionBudgetStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    fn prio(mut p: Pod, priority: i32, app: &str) -> Pod {
+        p.spec.as_mut().unwrap().priority = Some(priority);
+        p.metadata.labels = Some([("app".to_string(), app.to_string())].into());
+        p
+    }
+
+    fn pdb(app: &str, allowed: i32) -> PodDisruptionBudget {
+        PodDisruptionBudget {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                namespace: Some("default".into()),
+                name: Some(app.into()),
+                ..Default::default()
+            },
+            spec: Some(PodDisruptionBudgetSpec {
+                selector: Some(LabelSelector {
+                    match_labels: Some([("app".to_string(), app.to_string())].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            status: Some(PodDisruptionBudgetStatus {
+                disruptions_allowed: allowed,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn run(cache: &Cache, pod: &Pod, pdbs: &[PodDisruptionBudget]) -> Result<Preemption, String> {
+        let vols = VolumeInfo::default();
+        let mut st = SchedulerState::new(3);
+        let err = schedule(pod, cache, &vols, &mut st).expect_err("must not fit");
+        preempt(pod, cache, &vols, &err, pdbs, &mut st)
+    }
+
+    fn names(p: &Preemption) -> Vec<&str> {
+        p.victims
+            .iter()
+            .map(|v| v.metadata.name.as_deref().unwrap_or(""))
+            .collect()
+    }
+
+    #[test]
+    fn evicts_fewest_lowest_priority_pods() {
+        let mut cache = Cache::new();
+        cache.upsert_node(make_node("n1", 1000, 8, &[]));
+        cache.upsert_node(make_node("n2", 1000, 8, &[]));
+        // n1: two low pods (need both); n2: one mid pod and one low pod
+        cache.upsert_pod(prio(make_pod("a", 500, 10, Some("n1")), 1, "a"));
+        cache.upsert_pod(prio(make_pod("b", 500, 10, Some("n1")), 1, "b"));
+        cache.upsert_pod(prio(make_pod("c", 600, 10, Some("n2")), 5, "c"));
+        cache.upsert_pod(prio(make_pod("d", 400, 10, Some("n2")), 1, "d"));
+        let pod = prio(make_pod("p", 900, 10, None), 10, "p");
+        let got = run(&cache, &pod, &[]).unwrap();
+        // n2 needs c (prio 5) and d; n1 needs a and b (max prio 1): n1 wins
+        assert_eq!(got.node, "n1");
+        assert_eq!(names(&got).len(), 2);
+        // only the needed victims: a 500m pod needs just one of n1's pods
+        let small = prio(make_pod("s", 500, 10, None), 10, "s");
+        let got = run(&cache, &small, &[]).unwrap();
+        assert_eq!((got.node.as_str(), got.victims.len()), ("n1", 1));
+    }
+
+    #[test]
+    fn pdb_violations_are_a_tiebreak() {
+        let mut cache = Cache::new();
+        cache.upsert_node(make_node("n1", 1000, 8, &[]));
+        cache.upsert_node(make_node("n2", 1000, 8, &[]));
+        cache.upsert_pod(prio(make_pod("a", 1000, 10, Some("n1")), 1, "guarded"));
+        cache.upsert_pod(prio(make_pod("b", 1000, 10, Some("n2")), 1, "free"));
+        let pod = prio(make_pod("p", 500, 10, None), 10, "p");
+        let got = run(&cache, &pod, &[pdb("guarded", 0)]).unwrap();
+        assert_eq!((got.node.as_str(), got.pdb_violations), ("n2", 0));
+        assert_eq!(names(&got), vec!["b"]);
+    }
+
+    #[test]
+    fn never_policy_and_equal_priority() {
+        let mut cache = Cache::new();
+        cache.upsert_node(make_node("n1", 1000, 8, &[]));
+        cache.upsert_pod(prio(make_pod("a", 1000, 10, Some("n1")), 10, "a"));
+        let mut pod = prio(make_pod("p", 500, 10, None), 10, "p");
+        assert_eq!(
+            run(&cache, &pod, &[]).unwrap_err(),
+            "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod"
+        );
+        pod.spec.as_mut().unwrap().preemption_policy = Some("Never".into());
+        pod.spec.as_mut().unwrap().priority = Some(100);
+        assert_eq!(
+            run(&cache, &pod, &[]).unwrap_err(),
+            "preemption: not eligible due to preemptionPolicy=Never"
+        );
+    }
+
+    #[test]
+    fn victims_that_do_not_help_report_filter_reasons() {
+        let mut cache = Cache::new();
+        cache.upsert_node(make_node("n1", 1000, 8, &[]));
+        cache.upsert_pod(prio(make_pod("hi", 800, 10, Some("n1")), 50, "hi"));
+        cache.upsert_pod(prio(make_pod("lo", 100, 10, Some("n1")), 1, "lo"));
+        let pod = prio(make_pod("p", 500, 10, None), 10, "p");
+        assert_eq!(
+            run(&cache, &pod, &[]).unwrap_err(),
+            "preemption: 0/1 nodes are available: 1 Insufficient cpu"
+        );
+    }
+
+    #[test]
+    fn event_message() {
+        let mut p = make_pod("p", 1, 1, None);
+        p.metadata.uid = Some("u-1".into());
+        assert_eq!(
+            preempted_event_message(&p, "n1"),
+            "Preempted by pod u-1 on node n1"
+        );
+    }
 }

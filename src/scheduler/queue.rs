@@ -66,7 +66,8 @@ fn reason_mask(r: &Reason) -> RejectionMask {
         Reason::NodeUnschedulable
         | Reason::NodeName
         | Reason::UntoleratedTaint { .. }
-        | Reason::NodeAffinity => R_NODE,
+        | Reason::NodeAffinity
+        | Reason::NodeAffinityPreFilter => R_NODE,
         Reason::NodePorts
         | Reason::TooManyPods
         | Reason::Insufficient { .. }
@@ -419,8 +420,11 @@ impl SchedulingQueue {
             e.place = Place::Unschedulable;
             e.generation = generation;
             self.unschedulable.insert(key.clone());
-            self.unschedulable_deadlines
-                .push(Reverse((now + MAX_UNSCHEDULABLE_DURATION, key, generation)));
+            self.unschedulable_deadlines.push(Reverse((
+                now + MAX_UNSCHEDULABLE_DURATION,
+                key,
+                generation,
+            )));
         }
     }
 
@@ -447,7 +451,11 @@ impl SchedulingQueue {
         let keys: Vec<String> = self
             .unschedulable
             .iter()
-            .filter(|k| self.entries.get(*k).is_some_and(|e| e.rejection & mask != 0))
+            .filter(|k| {
+                self.entries
+                    .get(*k)
+                    .is_some_and(|e| e.rejection & mask != 0)
+            })
             .cloned()
             .collect();
         for key in keys {
@@ -478,5 +486,161 @@ impl SchedulingQueue {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::cache::tests::make_pod;
+
+    fn pod(name: &str, priority: i32) -> Pod {
+        let mut p = make_pod(name, 1, 1, None);
+        p.spec.as_mut().unwrap().priority = Some(priority);
+        p
+    }
+
+    fn name(p: Option<Arc<Pod>>) -> String {
+        p.and_then(|p| p.metadata.name.clone()).unwrap_or_default()
+    }
+
+    const CPU: RejectionMask = R_NODE | R_RESOURCES;
+
+    #[test]
+    fn backoff_table() {
+        for (attempts, secs) in [(0, 1), (1, 1), (2, 2), (3, 4), (4, 8), (5, 10), (30, 10)] {
+            assert_eq!(
+                backoff_duration(attempts),
+                Duration::from_secs(secs),
+                "{attempts}"
+            );
+        }
+    }
+
+    #[test]
+    fn priority_then_fifo() {
+        let t0 = Instant::now();
+        let mut q = SchedulingQueue::new();
+        q.add(pod("low", 0), t0);
+        q.add(pod("high", 10), t0 + Duration::from_millis(1));
+        q.add(pod("low2", 0), t0 + Duration::from_millis(2));
+        let now = t0 + Duration::from_millis(3);
+        assert_eq!(name(q.pop(now)), "high");
+        assert_eq!(name(q.pop(now)), "low");
+        assert_eq!(name(q.pop(now)), "low2");
+        assert!(q.pop(now).is_none());
+        assert_eq!(q.counts(), (0, 0, 0, 3));
+    }
+
+    #[test]
+    fn unschedulable_waits_for_relevant_event_then_backoff() {
+        let t0 = Instant::now();
+        let mut q = SchedulingQueue::new();
+        let p = pod("p", 0);
+        q.add(p.clone(), t0);
+        assert!(q.pop(t0).is_some());
+        q.done_unschedulable(&p, CPU, t0);
+        assert_eq!(q.counts(), (0, 0, 1, 0));
+        // a pod getting bound elsewhere does not help a cpu-starved pod
+        q.on_event(ClusterEvent::AssignedPodAdd, t0);
+        assert_eq!(q.counts(), (0, 0, 1, 0));
+        // a deletion does; still within its 1 s backoff, so it goes to backoff
+        q.on_event(
+            ClusterEvent::AssignedPodDelete,
+            t0 + Duration::from_millis(500),
+        );
+        assert_eq!(q.counts(), (0, 1, 0, 0));
+        assert!(q.pop(t0 + Duration::from_millis(900)).is_none());
+        assert_eq!(q.next_wakeup(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(name(q.pop(t0 + Duration::from_secs(1))), "p");
+    }
+
+    #[test]
+    fn event_during_attempt_sends_to_backoff() {
+        let t0 = Instant::now();
+        let mut q = SchedulingQueue::new();
+        let p = pod("p", 0);
+        q.add(p.clone(), t0);
+        q.pop(t0);
+        q.on_event(ClusterEvent::NodeAdd, t0);
+        q.done_unschedulable(&p, CPU, t0);
+        assert_eq!(q.counts(), (0, 1, 0, 0));
+    }
+
+    #[test]
+    fn unschedulable_flushed_after_five_minutes() {
+        let t0 = Instant::now();
+        let mut q = SchedulingQueue::new();
+        let p = pod("p", 0);
+        q.add(p.clone(), t0);
+        q.pop(t0);
+        q.done_unschedulable(&p, CPU, t0);
+        assert!(q.pop(t0 + Duration::from_secs(299)).is_none());
+        assert_eq!(q.next_wakeup(), Some(t0 + MAX_UNSCHEDULABLE_DURATION));
+        assert_eq!(name(q.pop(t0 + Duration::from_secs(300))), "p");
+    }
+
+    #[test]
+    fn updates_and_deletes() {
+        let t0 = Instant::now();
+        let mut q = SchedulingQueue::new();
+        let p = pod("p", 0);
+        q.add(p.clone(), t0);
+        q.pop(t0);
+        q.done_unschedulable(&p, CPU, t0);
+        // status-only update keeps it parked
+        let mut status_only = p.clone();
+        status_only.status = Some(Default::default());
+        q.update(status_only, t0 + Duration::from_secs(5));
+        assert_eq!(q.counts(), (0, 0, 1, 0));
+        // a spec change (e.g. lowered requests) requeues it
+        let mut smaller = p.clone();
+        smaller.spec.as_mut().unwrap().priority = Some(3);
+        q.update(smaller, t0 + Duration::from_secs(5));
+        assert_eq!(q.counts(), (1, 0, 0, 0));
+        q.delete(&p);
+        assert!(q.is_empty());
+        // errors back off; a success forgets the pod
+        q.add(p.clone(), t0);
+        q.pop(t0);
+        q.done_error(&p, t0);
+        assert_eq!(q.counts(), (0, 1, 0, 0));
+        assert_eq!(name(q.pop(t0 + Duration::from_secs(2))), "p");
+        q.done_scheduled(&p);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn recreated_pod_replaces_old_uid() {
+        let t0 = Instant::now();
+        let mut q = SchedulingQueue::new();
+        q.add(pod("p", 0), t0);
+        q.pop(t0);
+        let mut again = pod("p", 0);
+        again.metadata.uid = Some("new".into());
+        q.add(again, t0);
+        assert_eq!(q.counts(), (1, 0, 0, 0));
+        assert_eq!(
+            q.pop(t0).and_then(|p| p.metadata.uid.clone()).as_deref(),
+            Some("new")
+        );
+    }
+
+    #[test]
+    fn masks_from_fit_errors() {
+        let mut e = FitError {
+            num_all_nodes: 3,
+            ..Default::default()
+        };
+        e.record("n1", vec![Reason::NodeAffinity]);
+        assert_eq!(rejection_mask(&e), R_NODE);
+        e.record(
+            "n2",
+            vec![Reason::Insufficient {
+                resource: "cpu".into(),
+                unresolvable: false,
+            }],
+        );
+        assert_eq!(rejection_mask(&e), R_NODE | R_RESOURCES);
     }
 }

@@ -130,7 +130,7 @@ pub enum Action {
     },
     /// Create a daemon pod (uses `generateName`) meant for `node`.
     CreatePod {
-        pod: Pod,
+        pod: Box<Pod>,
         node: String,
     },
     /// Delete a pod (with `uid` as precondition when known).
@@ -744,7 +744,7 @@ fn allows_surge(ds: &DaemonSet) -> bool {
         .is_some_and(|v| v != 0)
 }
 
-fn index_pods<'a>(pods: &'a [Pod]) -> BTreeMap<String, Vec<&'a Pod>> {
+fn index_pods(pods: &[Pod]) -> BTreeMap<String, Vec<&Pod>> {
     let mut map: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     for pod in pods {
         let deleted_terminal =
@@ -992,7 +992,7 @@ mod tests {
             let plan = plan(&input);
             for a in &plan.actions {
                 match a {
-                    Action::CreateRevision(r) => self.revisions.push(r.clone()),
+                    Action::CreateRevision(r) => self.revisions.push((**r).clone()),
                     Action::CreatePod { pod, node } => {
                         self.seq += 1;
                         let mut p = pod.clone();
@@ -1006,7 +1006,7 @@ mod tests {
                             phase: Some("Pending".into()),
                             ..Default::default()
                         });
-                        self.pods.push(p);
+                        self.pods.push(*p);
                     }
                     Action::DeletePod { name, .. } => {
                         self.pods.retain(|p| name_of(&p.metadata) != name)

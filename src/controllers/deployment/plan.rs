@@ -46,6 +46,7 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -533,7 +534,14 @@ struct Sync<'a> {
 
 /// Plan one sync of `d`. `replica_sets` and `pods` may be everything in the
 /// namespace; unrelated objects are ignored.
-pub fn plan(d: &Deployment, replica_sets: &[ReplicaSet], pods: &[Pod], now: DateTime<Utc>) -> Plan {
+pub fn plan<R: Borrow<ReplicaSet>, P: Borrow<Pod>>(
+    d: &Deployment,
+    replica_sets: &[R],
+    pods: &[P],
+    now: DateTime<Utc>,
+) -> Plan {
+    let pods: Vec<&Pod> = pods.iter().map(|p| p.borrow()).collect();
+    let replica_sets: Vec<&ReplicaSet> = replica_sets.iter().map(|r| r.borrow()).collect();
     let original = d.status.clone().unwrap_or_default();
     let selector = d
         .spec
@@ -543,9 +551,9 @@ pub fn plan(d: &Deployment, replica_sets: &[ReplicaSet], pods: &[Pod], now: Date
     if selects_everything(&selector) {
         return selecting_all(d, &original);
     }
-    let (claims, owned) = claim_replica_sets(d, &selector, replica_sets);
+    let (claims, owned) = claim_replica_sets(d, &selector, &replica_sets);
     let mut s = Sync::new(d, owned, original.clone(), now);
-    let status = s.run(pods);
+    let status = s.run(&pods);
     let requeue_after = s.requeue(&status);
     let mut actions = claims;
     actions.extend(s.writes());
@@ -585,7 +593,7 @@ fn selecting_all(d: &Deployment, original: &DeploymentStatus) -> Plan {
 fn claim_replica_sets(
     d: &Deployment,
     sel: &LabelSelector,
-    all: &[ReplicaSet],
+    all: &[&ReplicaSet],
 ) -> (Vec<Action>, Vec<ReplicaSet>) {
     let uid = d.metadata.uid.clone().unwrap_or_default();
     let ns = d.metadata.namespace.as_deref().unwrap_or_default();
@@ -600,14 +608,14 @@ fn claim_replica_sets(
         let matches = podutil::selector_matches(sel, rs.metadata.labels.as_ref().unwrap_or(&none));
         match podutil::controller_ref(&rs.metadata) {
             Some(r) if r.uid != uid => {}
-            Some(_) if matches => owned.push(rs.clone()),
+            Some(_) if matches => owned.push((*rs).clone()),
             Some(_) if deleting => {}
             Some(_) => actions.push(Action::ReleaseReplicaSet(release_patch(&rs.metadata, &uid))),
             None if matches && !deleting && rs.metadata.deletion_timestamp.is_none() => {
                 let name = d.metadata.name.as_deref().unwrap_or_default();
                 let r = podutil::owner_ref("apps/v1", "Deployment", name, &uid);
                 actions.push(Action::AdoptReplicaSet(adopt_patch(&rs.metadata, r)));
-                owned.push(rs.clone());
+                owned.push((*rs).clone());
             }
             None => {}
         }
@@ -657,7 +665,7 @@ impl<'a> Sync<'a> {
     }
 
     /// Upstream `syncDeployment` after claiming; returns the new status.
-    fn run(&mut self, pods: &[Pod]) -> DeploymentStatus {
+    fn run(&mut self, pods: &[&Pod]) -> DeploymentStatus {
         if self.d.metadata.deletion_timestamp.is_some() {
             self.resolve_new(false);
             return self.calculate_status();
@@ -1004,7 +1012,7 @@ impl<'a> Sync<'a> {
         total
     }
 
-    fn rollout_recreate(&mut self, pods: &[Pod]) -> DeploymentStatus {
+    fn rollout_recreate(&mut self, pods: &[&Pod]) -> DeploymentStatus {
         self.resolve_new(false);
         let mut scaled = false;
         for i in self.active(&self.old()) {
@@ -1024,7 +1032,7 @@ impl<'a> Sync<'a> {
     }
 
     /// Upstream `oldPodsRunning`.
-    fn old_pods_running(&self, pods: &[Pod]) -> bool {
+    fn old_pods_running(&self, pods: &[&Pod]) -> bool {
         let old = self.old();
         if old
             .iter()

@@ -100,7 +100,8 @@ fn labels_of(pod: &Pod) -> BTreeMap<String, String> {
 }
 
 fn same_namespace(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
-    pdb.metadata.namespace.as_deref().unwrap_or("") == pod.metadata.namespace.as_deref().unwrap_or("")
+    pdb.metadata.namespace.as_deref().unwrap_or("")
+        == pod.metadata.namespace.as_deref().unwrap_or("")
 }
 
 /// Whether the PDB controller counts this pod: same namespace, and the
@@ -115,7 +116,10 @@ pub fn pdb_selects(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
 
 /// The PDBs the eviction handler applies to a pod (there, an empty selector
 /// matches nothing).
-pub fn pdbs_guarding<'a>(pdbs: &'a [PodDisruptionBudget], pod: &Pod) -> Vec<&'a PodDisruptionBudget> {
+pub fn pdbs_guarding<'a>(
+    pdbs: &'a [PodDisruptionBudget],
+    pod: &Pod,
+) -> Vec<&'a PodDisruptionBudget> {
     pdbs.iter()
         .filter(|pdb| {
             pdb.spec
@@ -231,7 +235,10 @@ fn set_condition(
     let value = if ok { "True" } else { "False" };
     let conditions = status.conditions.get_or_insert_with(Vec::new);
     let generation = status.observed_generation;
-    match conditions.iter_mut().find(|c| c.type_ == DISRUPTION_ALLOWED) {
+    match conditions
+        .iter_mut()
+        .find(|c| c.type_ == DISRUPTION_ALLOWED)
+    {
         Some(c) => {
             if c.status != value {
                 c.status = value.to_string();
@@ -289,7 +296,9 @@ fn prune_disrupted(
                 pod: Some(name.to_string()),
                 type_: "Warning".into(),
                 reason: "NotDeleted".into(),
-                message: format!("Pod was expected by PDB {ns}/{pdb_name} to be deleted but it wasn't"),
+                message: format!(
+                    "Pod was expected by PDB {ns}/{pdb_name} to be deleted but it wasn't"
+                ),
             });
         } else {
             recheck = Some(recheck.map_or(expected, |r| r.min(expected)));
@@ -330,7 +339,11 @@ pub fn sync_pdb(
         message,
     };
     if covered.is_empty() {
-        events.push(pdb_event("Normal", "NoPods", "No matching pods found".to_string()));
+        events.push(pdb_event(
+            "Normal",
+            "NoPods",
+            "No matching pods found".to_string(),
+        ));
     }
     let (expected, desired, unmanaged) = match expected_pod_count(pdb, &covered, scales) {
         Ok(v) => v,
@@ -344,7 +357,12 @@ pub fn sync_pdb(
             status.disruptions_allowed = 0;
             set_condition(&mut status, false, "SyncFailed", &err, now);
             let changed = status != old;
-            return PdbSync { status, changed, events, recheck_after: None };
+            return PdbSync {
+                status,
+                changed,
+                events,
+                recheck_after: None,
+            };
         }
     };
     if !unmanaged.is_empty() {
@@ -359,7 +377,11 @@ pub fn sync_pdb(
     }
     let (disrupted, recheck) = prune_disrupted(pdb, &covered, now, &mut events);
     let healthy = count_healthy(&covered, &disrupted, now);
-    let allowed = if expected <= 0 { 0 } else { (healthy - desired).max(0) };
+    let allowed = if expected <= 0 {
+        0
+    } else {
+        (healthy - desired).max(0)
+    };
     let mut status = PodDisruptionBudgetStatus {
         current_healthy: healthy,
         desired_healthy: desired,
@@ -402,7 +424,8 @@ fn forbidden(pdb: &str, why: &str) -> EvictionError {
 /// Evicting a terminal, pending or deleting pod skips every budget.
 fn can_ignore_pdb(pod: &Pod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    matches!(phase, Some("Succeeded" | "Failed" | "Pending")) || pod.metadata.deletion_timestamp.is_some()
+    matches!(phase, Some("Succeeded" | "Failed" | "Pending"))
+        || pod.metadata.deletion_timestamp.is_some()
 }
 
 /// Whether `pod` may be evicted given the PDBs of its namespace (all of
@@ -413,7 +436,10 @@ pub fn eviction_allowed(
     pod: &Pod,
     now: DateTime<Utc>,
 ) -> Result<EvictionOk, EvictionError> {
-    let free = EvictionOk { pdb_update: None, require_pod_resource_version: false };
+    let free = EvictionOk {
+        pdb_update: None,
+        require_pod_resource_version: false,
+    };
     if can_ignore_pdb(pod) {
         return Ok(free);
     }
@@ -433,10 +459,17 @@ pub fn eviction_allowed(
     };
     let status = pdb.status.clone().unwrap_or_default();
     if !is_ready(pod) {
-        let policy = pdb.spec.as_ref().and_then(|s| s.unhealthy_pod_eviction_policy.as_deref());
-        let budget_met = status.current_healthy >= status.desired_healthy && status.desired_healthy > 0;
+        let policy = pdb
+            .spec
+            .as_ref()
+            .and_then(|s| s.unhealthy_pod_eviction_policy.as_deref());
+        let budget_met =
+            status.current_healthy >= status.desired_healthy && status.desired_healthy > 0;
         if policy == Some("AlwaysAllow") || budget_met {
-            return Ok(EvictionOk { pdb_update: None, require_pod_resource_version: true });
+            return Ok(EvictionOk {
+                pdb_update: None,
+                require_pod_resource_version: true,
+            });
         }
     }
     let name = pdb.metadata.name.clone().unwrap_or_default();
@@ -474,7 +507,10 @@ pub fn eviction_allowed(
     st.disrupted_pods
         .get_or_insert_with(BTreeMap::new)
         .insert(pod_name, chrono_to_time(now));
-    Ok(EvictionOk { pdb_update: Some(updated), require_pod_resource_version: false })
+    Ok(EvictionOk {
+        pdb_update: Some(updated),
+        require_pod_resource_version: false,
+    })
 }
 
 #[cfg(test)]
@@ -548,7 +584,13 @@ mod tests {
         entries
             .iter()
             .map(|(rs, owner, n)| {
-                (rs.to_string(), ControllerScale { uid: owner.to_string(), replicas: *n })
+                (
+                    rs.to_string(),
+                    ControllerScale {
+                        uid: owner.to_string(),
+                        replicas: *n,
+                    },
+                )
             })
             .collect()
     }
@@ -573,26 +615,92 @@ mod tests {
 
     #[test]
     fn status_table() {
-        let three_ready = vec![pod("a", true, Some("rs1")), pod("b", true, Some("rs1")), pod("c", true, Some("rs1"))];
-        let two_of_three = vec![pod("a", true, Some("rs1")), pod("b", true, Some("rs1")), pod("c", false, Some("rs1"))];
+        let three_ready = vec![
+            pod("a", true, Some("rs1")),
+            pod("b", true, Some("rs1")),
+            pod("c", true, Some("rs1")),
+        ];
+        let two_of_three = vec![
+            pod("a", true, Some("rs1")),
+            pod("b", true, Some("rs1")),
+            pod("c", false, Some("rs1")),
+        ];
         let rs3 = scales(&[("rs1", "deploy", 3)]);
         let rollout = scales(&[("rs1", "deploy", 4), ("rs2", "deploy", 4)]);
-        let mixed_rs = vec![pod("a", true, Some("rs1")), pod("b", true, Some("rs2")), pod("c", true, Some("rs2"))];
+        let mixed_rs = vec![
+            pod("a", true, Some("rs1")),
+            pod("b", true, Some("rs2")),
+            pod("c", true, Some("rs2")),
+        ];
         // (case, pdb, pods, scales, (expected, desired, healthy, allowed), reason)
         let cases = vec![
-            ("int minAvailable", pdb(int(2), None), three_ready.clone(), BTreeMap::new(), (3, 2, 3, 1), "SufficientPods"),
-            ("percent minAvailable rounds up", pdb(pct("50%"), None), three_ready.clone(), rs3.clone(), (3, 2, 3, 1), "SufficientPods"),
-            ("int maxUnavailable", pdb(None, int(1)), two_of_three.clone(), rs3.clone(), (3, 2, 2, 0), "InsufficientPods"),
-            ("percent maxUnavailable rounds up", pdb(None, pct("34%")), three_ready.clone(), rs3.clone(), (3, 1, 3, 2), "SufficientPods"),
-            ("rollout counts deployment once", pdb(None, int(1)), mixed_rs, rollout, (4, 3, 3, 0), "InsufficientPods"),
-            ("maxUnavailable above scale", pdb(None, int(5)), three_ready.clone(), rs3.clone(), (3, 0, 3, 3), "SufficientPods"),
-            ("no pods", pdb(int(1), None), vec![], BTreeMap::new(), (0, 1, 0, 0), "InsufficientPods"),
+            (
+                "int minAvailable",
+                pdb(int(2), None),
+                three_ready.clone(),
+                BTreeMap::new(),
+                (3, 2, 3, 1),
+                "SufficientPods",
+            ),
+            (
+                "percent minAvailable rounds up",
+                pdb(pct("50%"), None),
+                three_ready.clone(),
+                rs3.clone(),
+                (3, 2, 3, 1),
+                "SufficientPods",
+            ),
+            (
+                "int maxUnavailable",
+                pdb(None, int(1)),
+                two_of_three.clone(),
+                rs3.clone(),
+                (3, 2, 2, 0),
+                "InsufficientPods",
+            ),
+            (
+                "percent maxUnavailable rounds up",
+                pdb(None, pct("34%")),
+                three_ready.clone(),
+                rs3.clone(),
+                (3, 1, 3, 2),
+                "SufficientPods",
+            ),
+            (
+                "rollout counts deployment once",
+                pdb(None, int(1)),
+                mixed_rs,
+                rollout,
+                (4, 3, 3, 0),
+                "InsufficientPods",
+            ),
+            (
+                "maxUnavailable above scale",
+                pdb(None, int(5)),
+                three_ready.clone(),
+                rs3.clone(),
+                (3, 0, 3, 3),
+                "SufficientPods",
+            ),
+            (
+                "no pods",
+                pdb(int(1), None),
+                vec![],
+                BTreeMap::new(),
+                (0, 1, 0, 0),
+                "InsufficientPods",
+            ),
         ];
         for (name, p, pods, sc, (expected, desired, healthy, allowed), reason) in cases {
             let out = sync_pdb(&p, &pods, &sc, now());
             let st = &out.status;
             assert_eq!(
-                (st.expected_pods, st.desired_healthy, st.current_healthy, st.disruptions_allowed),
+                (
+                    st.expected_pods,
+                    st.desired_healthy,
+                    st.current_healthy,
+                    st.disruptions_allowed
+                ),
                 (expected, desired, healthy, allowed),
                 "{name}"
             );
@@ -609,7 +717,13 @@ mod tests {
     #[test]
     fn events_table() {
         let cases = vec![
-            ("no pods", pdb(int(1), None), vec![], "NoPods", "No matching pods found"),
+            (
+                "no pods",
+                pdb(int(1), None),
+                vec![],
+                "NoPods",
+                "No matching pods found",
+            ),
             (
                 "unknown controller",
                 pdb(pct("50%"), None),
@@ -628,25 +742,45 @@ mod tests {
         for (name, p, pods, reason, message) in cases {
             let out = sync_pdb(&p, &pods, &BTreeMap::new(), now());
             assert!(
-                out.events.iter().any(|e| e.reason == reason && e.message == message),
+                out.events
+                    .iter()
+                    .any(|e| e.reason == reason && e.message == message),
                 "{name}: {:?}",
                 out.events
             );
         }
-        let failed = sync_pdb(&pdb(pct("50%"), None), &[pod("a", true, Some("rs-x"))], &BTreeMap::new(), now());
-        assert_eq!(condition(&failed.status), ("False".to_string(), "SyncFailed".to_string()));
+        let failed = sync_pdb(
+            &pdb(pct("50%"), None),
+            &[pod("a", true, Some("rs-x"))],
+            &BTreeMap::new(),
+            now(),
+        );
+        assert_eq!(
+            condition(&failed.status),
+            ("False".to_string(), "SyncFailed".to_string())
+        );
         assert_eq!(failed.status.disruptions_allowed, 0);
     }
 
     #[test]
     fn disrupted_pods_timeout() {
-        let pods = vec![pod("a", true, None), pod("b", true, None), pod("c", true, None)];
+        let pods = vec![
+            pod("a", true, None),
+            pod("b", true, None),
+            pod("c", true, None),
+        ];
         let mut p = pdb(int(1), None);
         p.status = Some(PodDisruptionBudgetStatus {
             disrupted_pods: Some(
                 [
-                    ("a".to_string(), chrono_to_time(now() - Duration::seconds(30))),
-                    ("b".to_string(), chrono_to_time(now() - Duration::seconds(200))),
+                    (
+                        "a".to_string(),
+                        chrono_to_time(now() - Duration::seconds(30)),
+                    ),
+                    (
+                        "b".to_string(),
+                        chrono_to_time(now() - Duration::seconds(200)),
+                    ),
                     ("gone".to_string(), chrono_to_time(now())),
                 ]
                 .into(),
@@ -655,15 +789,33 @@ mod tests {
         });
         let out = sync_pdb(&p, &pods, &BTreeMap::new(), now());
         assert_eq!(out.status.current_healthy, 2, "a is on its way out");
-        let kept: Vec<_> = out.status.disrupted_pods.iter().flatten().map(|(k, _)| k.clone()).collect();
+        let kept: Vec<_> = out
+            .status
+            .disrupted_pods
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .collect();
         assert_eq!(kept, vec!["a".to_string()]);
         assert_eq!(out.recheck_after, Some(Duration::seconds(90)));
-        let ev = out.events.iter().find(|e| e.reason == "NotDeleted").expect("event");
+        let ev = out
+            .events
+            .iter()
+            .find(|e| e.reason == "NotDeleted")
+            .expect("event");
         assert_eq!(ev.pod.as_deref(), Some("b"));
-        assert_eq!(ev.message, "Pod was expected by PDB ns/web-pdb to be deleted but it wasn't");
+        assert_eq!(
+            ev.message,
+            "Pod was expected by PDB ns/web-pdb to be deleted but it wasn't"
+        );
     }
 
-    fn with_status(mut p: PodDisruptionBudget, allowed: i32, current: i32, desired: i32) -> PodDisruptionBudget {
+    fn with_status(
+        mut p: PodDisruptionBudget,
+        allowed: i32,
+        current: i32,
+        desired: i32,
+    ) -> PodDisruptionBudget {
         p.status = Some(PodDisruptionBudgetStatus {
             disruptions_allowed: allowed,
             current_healthy: current,
@@ -699,37 +851,84 @@ mod tests {
         type Want = Result<bool, (u16, Option<&'static str>)>;
         let cases: Vec<(&str, Vec<PodDisruptionBudget>, &Pod, Want)> = vec![
             ("no budget", vec![], &ready, Ok(false)),
-            ("budget in another namespace", vec![other_ns], &ready, Ok(false)),
-            ("empty selector guards nothing", vec![empty_sel], &ready, Ok(false)),
-            ("allowed", vec![with_status(pdb(int(1), None), 1, 2, 1)], &ready, Ok(true)),
+            (
+                "budget in another namespace",
+                vec![other_ns],
+                &ready,
+                Ok(false),
+            ),
+            (
+                "empty selector guards nothing",
+                vec![empty_sel],
+                &ready,
+                Ok(false),
+            ),
+            (
+                "allowed",
+                vec![with_status(pdb(int(1), None), 1, 2, 1)],
+                &ready,
+                Ok(true),
+            ),
             (
                 "not allowed",
                 vec![with_status(pdb(int(2), None), 0, 2, 2)],
                 &ready,
-                Err((429, Some("The disruption budget web-pdb needs 2 healthy pods and has 2 currently"))),
+                Err((
+                    429,
+                    Some("The disruption budget web-pdb needs 2 healthy pods and has 2 currently"),
+                )),
             ),
             (
                 "stale status",
                 vec![stale],
                 &ready,
-                Err((429, Some("The disruption budget web-pdb is still being processed by the server."))),
+                Err((
+                    429,
+                    Some("The disruption budget web-pdb is still being processed by the server."),
+                )),
             ),
-            ("negative", vec![with_status(pdb(int(1), None), -1, 0, 1)], &ready, Err((403, None))),
+            (
+                "negative",
+                vec![with_status(pdb(int(1), None), -1, 0, 1)],
+                &ready,
+                Err((403, None)),
+            ),
             (
                 "two budgets",
-                vec![with_status(pdb(int(1), None), 1, 2, 1), with_status(pdb(int(1), None), 1, 2, 1)],
+                vec![
+                    with_status(pdb(int(1), None), 1, 2, 1),
+                    with_status(pdb(int(1), None), 1, 2, 1),
+                ],
                 &ready,
                 Err((500, None)),
             ),
-            ("pending pod skips budgets", vec![with_status(pdb(int(2), None), 0, 2, 2)], &pending, Ok(false)),
-            ("unready pod, budget met", vec![with_status(pdb(int(2), None), 0, 2, 2)], &unready, Ok(false)),
+            (
+                "pending pod skips budgets",
+                vec![with_status(pdb(int(2), None), 0, 2, 2)],
+                &pending,
+                Ok(false),
+            ),
+            (
+                "unready pod, budget met",
+                vec![with_status(pdb(int(2), None), 0, 2, 2)],
+                &unready,
+                Ok(false),
+            ),
             (
                 "unready pod, budget not met",
                 vec![with_status(pdb(int(3), None), 0, 2, 3)],
                 &unready,
-                Err((429, Some("The disruption budget web-pdb needs 3 healthy pods and has 2 currently"))),
+                Err((
+                    429,
+                    Some("The disruption budget web-pdb needs 3 healthy pods and has 2 currently"),
+                )),
             ),
-            ("unready pod, AlwaysAllow", vec![always], &unready, Ok(false)),
+            (
+                "unready pod, AlwaysAllow",
+                vec![always],
+                &unready,
+                Ok(false),
+            ),
         ];
         for (name, pdbs, pod, want) in cases {
             let got = eviction_allowed(&pdbs, pod, now());
@@ -739,7 +938,12 @@ mod tests {
                     if let Some(p) = ok.pdb_update {
                         let st = p.status.expect("status");
                         assert_eq!(st.disruptions_allowed, 0, "{name}");
-                        assert!(st.disrupted_pods.as_ref().is_some_and(|d| d.contains_key("a")), "{name}");
+                        assert!(
+                            st.disrupted_pods
+                                .as_ref()
+                                .is_some_and(|d| d.contains_key("a")),
+                            "{name}"
+                        );
                         assert_eq!(condition(&st).1, "InsufficientPods", "{name}");
                     }
                 }

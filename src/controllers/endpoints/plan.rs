@@ -30,6 +30,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 /// Label set on Endpoints/EndpointSlices of headless services.
@@ -70,9 +71,9 @@ pub struct Event {
 /// - `pods`: pods of the namespace (unfiltered is fine: the selector is applied here).
 /// - `existing`: the Endpoints object named like the Service, if any.
 /// - `trigger_time`: from [`TriggerTimeTracker::compute`]; `None` removes the annotation.
-pub fn plan(
+pub fn plan<P: Borrow<Pod>>(
     service: Option<&Service>,
-    pods: &[Pod],
+    pods: &[P],
     existing: Option<&Endpoints>,
     trigger_time: Option<DateTime<Utc>>,
 ) -> EndpointsAction {
@@ -123,7 +124,7 @@ pub fn is_managed_service(svc: &Service) -> bool {
 }
 
 /// Pods of the Service's namespace matched by its selector.
-pub fn selected_pods<'a>(svc: &Service, pods: &'a [Pod]) -> Vec<&'a Pod> {
+pub fn selected_pods<'a, P: Borrow<Pod>>(svc: &Service, pods: &'a [P]) -> Vec<&'a Pod> {
     let empty = BTreeMap::new();
     let sel = svc
         .spec
@@ -132,6 +133,7 @@ pub fn selected_pods<'a>(svc: &Service, pods: &'a [Pod]) -> Vec<&'a Pod> {
         .unwrap_or(&empty);
     let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
     pods.iter()
+        .map(|p| p.borrow())
         .filter(|p| p.metadata.namespace.as_deref().unwrap_or_default() == ns)
         .filter(|p| {
             podutil::map_selector_matches(sel, p.metadata.labels.as_ref().unwrap_or(&empty))

@@ -32,6 +32,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -69,12 +70,12 @@ pub struct SlicePlan {
 
 /// Everything one sync looks at.
 #[derive(Clone, Copy, Debug)]
-pub struct SliceInput<'a> {
+pub struct SliceInput<'a, P: Borrow<Pod> = Pod, N: Borrow<Node> = Node> {
     pub service: &'a Service,
     /// Pods of the namespace (the selector is applied here).
-    pub pods: &'a [Pod],
+    pub pods: &'a [P],
     /// All nodes (for zone lookup and the missing-node rule).
-    pub nodes: &'a [Node],
+    pub nodes: &'a [N],
     /// Slices labelled with the Service's name (filtered further here).
     pub existing: &'a [EndpointSlice],
     /// From `endpoints::plan::TriggerTimeTracker::compute`.
@@ -84,7 +85,7 @@ pub struct SliceInput<'a> {
 }
 
 /// Plans one sync. An unmanaged Service yields an empty plan.
-pub fn plan(input: &SliceInput) -> SlicePlan {
+pub fn plan<P: Borrow<Pod>, N: Borrow<Node>>(input: &SliceInput<P, N>) -> SlicePlan {
     let svc = input.service;
     let mut out = SlicePlan::default();
     if !is_managed_service(svc) {
@@ -94,6 +95,7 @@ pub fn plan(input: &SliceInput) -> SlicePlan {
     let nodes: BTreeMap<&str, &Node> = input
         .nodes
         .iter()
+        .map(|n| n.borrow())
         .filter_map(|n| Some((n.metadata.name.as_deref()?, n)))
         .collect();
     let pods = selected_pods(svc, input.pods);

@@ -142,7 +142,10 @@ fn aggregate(errs: &[String]) -> Option<String> {
         [one] => Some((*one).clone()),
         many => Some(format!(
             "[{}]",
-            many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -277,7 +280,10 @@ fn is_best_effort(pod: &Pod) -> bool {
     let Some(spec) = pod.spec.as_ref() else {
         return true;
     };
-    let states = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+    let states = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
     !states.into_iter().any(|c| {
         [false, true].into_iter().any(|limits| {
             container_list(c, limits)
@@ -297,30 +303,52 @@ fn cross_namespace_affinity(pod: &Pod) -> bool {
     let a = aff.pod_affinity.as_ref();
     let anti = aff.pod_anti_affinity.as_ref();
     let req = a
-        .and_then(|x| x.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|x| {
+            x.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .into_iter()
-        .chain(anti.and_then(|x| x.required_during_scheduling_ignored_during_execution.as_ref()))
+        .chain(anti.and_then(|x| {
+            x.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        }))
         .flatten()
         .any(cross);
     let pref = a
-        .and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|x| {
+            x.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .into_iter()
-        .chain(anti.and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_ref()))
+        .chain(anti.and_then(|x| {
+            x.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        }))
         .flatten()
         .any(|w| cross(&w.pod_affinity_term));
     req || pref
 }
 
+/// `activeDeadlineSeconds` set (and not negative).
+fn is_terminating(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.active_deadline_seconds)
+        .is_some_and(|d| d >= 0)
+}
+
 fn scope_matches(sel: &ScopedResourceSelectorRequirement, pod: &Pod) -> bool {
     let spec = pod.spec.as_ref();
     match sel.scope_name.as_str() {
-        "Terminating" => spec.and_then(|s| s.active_deadline_seconds).is_some_and(|d| d >= 0),
-        "NotTerminating" => !spec.and_then(|s| s.active_deadline_seconds).is_some_and(|d| d >= 0),
+        "Terminating" => is_terminating(pod),
+        "NotTerminating" => !is_terminating(pod),
         "BestEffort" => is_best_effort(pod),
         "NotBestEffort" => !is_best_effort(pod),
         "CrossNamespacePodAffinity" => cross_namespace_affinity(pod),
         "PriorityClass" => {
-            let class = spec.and_then(|s| s.priority_class_name.as_deref()).unwrap_or("");
+            let class = spec
+                .and_then(|s| s.priority_class_name.as_deref())
+                .unwrap_or("");
             let vals = sel.values.as_deref().unwrap_or(&[]);
             let has = !class.is_empty();
             match sel.operator.as_str() {
@@ -411,7 +439,11 @@ pub fn pvc_usage(pvc: &PersistentVolumeClaim) -> Usage {
     put(&mut out, "persistentvolumeclaims", 1);
     let class = pvc_class(pvc);
     if !class.is_empty() {
-        put(&mut out, format!("{class}{STORAGE_CLASS_SUFFIX}persistentvolumeclaims"), 1);
+        put(
+            &mut out,
+            format!("{class}{STORAGE_CLASS_SUFFIX}persistentvolumeclaims"),
+            1,
+        );
     }
     let request = pvc
         .spec
@@ -449,7 +481,12 @@ pub fn object_count_usage(resource: &str, group: &str) -> Usage {
         format!("count/{resource}.{group}")
     };
     put(&mut out, key, 1);
-    let legacy = ["configmaps", "secrets", "replicationcontrollers", "resourcequotas"];
+    let legacy = [
+        "configmaps",
+        "secrets",
+        "replicationcontrollers",
+        "resourcequotas",
+    ];
     if group.is_empty() && legacy.contains(&resource) {
         put(&mut out, resource.to_string(), 1);
     }
@@ -485,7 +522,12 @@ fn sum_usage(items: impl Iterator<Item = Usage>, key: &str) -> Quantity {
     Quantity(sum.map_or_else(|| "0".to_string(), |q| q.canonical()))
 }
 
-fn used_for(key: &str, quota: &ResourceQuota, inputs: &QuotaInputs, now: DateTime<Utc>) -> Option<Quantity> {
+fn used_for(
+    key: &str,
+    quota: &ResourceQuota,
+    inputs: &QuotaInputs,
+    now: DateTime<Utc>,
+) -> Option<Quantity> {
     let scoped = !scope_selectors(quota).is_empty();
     if is_pod_resource(key) {
         let pods = inputs.pods.iter().filter(|p| pod_matches_scopes(quota, p));
@@ -500,15 +542,26 @@ fn used_for(key: &str, quota: &ResourceQuota, inputs: &QuotaInputs, now: DateTim
     if PVC_RESOURCES.contains(&key) || key.contains(STORAGE_CLASS_SUFFIX) {
         return Some(sum_usage(inputs.pvcs.iter().map(pvc_usage), key));
     }
-    let legacy = ["configmaps", "secrets", "replicationcontrollers", "resourcequotas"];
-    let counted = key.strip_prefix("count/").or(legacy.contains(&key).then_some(key))?;
+    let legacy = [
+        "configmaps",
+        "secrets",
+        "replicationcontrollers",
+        "resourcequotas",
+    ];
+    let counted = key
+        .strip_prefix("count/")
+        .or(legacy.contains(&key).then_some(key))?;
     let n = inputs.object_counts.get(counted).copied().unwrap_or(0);
     let q = parse_quantity(&n.to_string()).map_or_else(|| n.to_string(), |q| q.canonical());
     Some(Quantity(q))
 }
 
 /// `status.used` for every key of `spec.hard` this controller can measure.
-pub fn quota_usage(quota: &ResourceQuota, inputs: &QuotaInputs, now: DateTime<Utc>) -> ResourceList {
+pub fn quota_usage(
+    quota: &ResourceQuota,
+    inputs: &QuotaInputs,
+    now: DateTime<Utc>,
+) -> ResourceList {
     hard_of(quota)
         .into_iter()
         .flatten()
@@ -517,7 +570,11 @@ pub fn quota_usage(quota: &ResourceQuota, inputs: &QuotaInputs, now: DateTime<Ut
 }
 
 /// The full status to write (`hard` mirrors `spec.hard`).
-pub fn quota_status(quota: &ResourceQuota, inputs: &QuotaInputs, now: DateTime<Utc>) -> ResourceQuotaStatus {
+pub fn quota_status(
+    quota: &ResourceQuota,
+    inputs: &QuotaInputs,
+    now: DateTime<Utc>,
+) -> ResourceQuotaStatus {
     ResourceQuotaStatus {
         hard: hard_of(quota).cloned(),
         used: Some(quota_usage(quota, inputs, now)),
@@ -543,7 +600,11 @@ fn quota_name(quota: &ResourceQuota) -> &str {
 fn pod_constraints(required: &BTreeSet<&str>, pod: &Pod) -> Result<(), String> {
     let mut missing: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     if let Some(spec) = pod.spec.as_ref() {
-        for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+        for c in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
             let usage = compute_usage(&container_list(c, false), &container_list(c, true));
             for r in required.iter().filter(|r| !usage.contains_key(**r)) {
                 missing.entry(r).or_default().insert(c.name.clone());
@@ -556,7 +617,10 @@ fn pod_constraints(required: &BTreeSet<&str>, pod: &Pod) -> Result<(), String> {
     let parts: Vec<String> = missing
         .iter()
         .map(|(r, names)| {
-            format!("{r} for: {}", names.iter().cloned().collect::<Vec<_>>().join(","))
+            format!(
+                "{r} for: {}",
+                names.iter().cloned().collect::<Vec<_>>().join(",")
+            )
         })
         .collect();
     Err(format!("must specify {}", parts.join("; ")))
@@ -564,16 +628,30 @@ fn pod_constraints(required: &BTreeSet<&str>, pod: &Pod) -> Result<(), String> {
 
 /// Charges `usage` against one quota whose tracked resources are
 /// `restricted`: the new `status.used` to write, None when nothing changes.
-fn charge(quota: &ResourceQuota, restricted: &BTreeSet<&str>, usage: &Usage) -> Result<Option<ResourceList>, String> {
+fn charge(
+    quota: &ResourceQuota,
+    restricted: &BTreeSet<&str>,
+    usage: &Usage,
+) -> Result<Option<ResourceList>, String> {
     let name = quota_name(quota);
     let (hard, used) = status_lists(quota);
     if restricted.iter().any(|r| !used.contains_key(*r)) {
         let names: Vec<&str> = restricted.iter().copied().collect();
-        return Err(format!("status unknown for quota: {name}, resources: {}", names.join(",")));
+        return Err(format!(
+            "status unknown for quota: {name}, resources: {}",
+            names.join(",")
+        ));
     }
-    let negative: Vec<&str> = usage.iter().filter(|(_, q)| q.is_negative()).map(|(k, _)| k.as_str()).collect();
+    let negative: Vec<&str> = usage
+        .iter()
+        .filter(|(_, q)| q.is_negative())
+        .map(|(k, _)| k.as_str())
+        .collect();
     if !negative.is_empty() {
-        return Err(format!("quota usage is negative for resource(s): {}", negative.join(",")));
+        return Err(format!(
+            "quota usage is negative for resource(s): {}",
+            negative.join(",")
+        ));
     }
     let requested: Usage = usage
         .iter()
@@ -591,7 +669,10 @@ fn charge(quota: &ResourceQuota, restricted: &BTreeSet<&str>, usage: &Usage) -> 
         .collect();
     if !exceeded.is_empty() {
         let mask = |u: &Usage| -> Usage {
-            u.iter().filter(|(k, _)| exceeded.contains(k)).map(|(k, v)| (k.clone(), *v)).collect()
+            u.iter()
+                .filter(|(k, _)| exceeded.contains(k))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect()
         };
         return Err(format!(
             "exceeded quota: {name}, requested: {}, used: {}, limited: {}",
@@ -608,20 +689,37 @@ fn charge(quota: &ResourceQuota, restricted: &BTreeSet<&str>, usage: &Usage) -> 
 /// on conflict re-read and retry) before persisting the pod; `Ok(None)`:
 /// the quota is unaffected. `Err` is the text of a 403
 /// (`pods "<name>" is forbidden: <text>`).
-pub fn admit_pod_against_quota(quota: &ResourceQuota, pod: &Pod, now: DateTime<Utc>) -> Result<Option<ResourceList>, String> {
+pub fn admit_pod_against_quota(
+    quota: &ResourceQuota,
+    pod: &Pod,
+    now: DateTime<Utc>,
+) -> Result<Option<ResourceList>, String> {
     let (hard, _) = status_lists(quota);
-    let restricted: BTreeSet<&str> = hard.keys().map(String::as_str).filter(|k| is_pod_resource(k)).collect();
+    let restricted: BTreeSet<&str> = hard
+        .keys()
+        .map(String::as_str)
+        .filter(|k| is_pod_resource(k))
+        .collect();
     if restricted.is_empty() || !pod_matches_scopes(quota, pod) {
         return Ok(None);
     }
-    let required: BTreeSet<&str> = restricted.iter().copied().filter(|r| VALIDATION_SET.contains(r)).collect();
-    pod_constraints(&required, pod).map_err(|e| format!("failed quota: {}: {e}", quota_name(quota)))?;
+    let required: BTreeSet<&str> = restricted
+        .iter()
+        .copied()
+        .filter(|r| VALIDATION_SET.contains(r))
+        .collect();
+    pod_constraints(&required, pod)
+        .map_err(|e| format!("failed quota: {}: {e}", quota_name(quota)))?;
     charge(quota, &restricted, &pod_usage(pod, now))
 }
 
 /// Admits a pod against every quota of its namespace: the quota names and
 /// `used` maps to write, or the first refusal.
-pub fn admit_pod_against_quotas(quotas: &[ResourceQuota], pod: &Pod, now: DateTime<Utc>) -> Result<Vec<(String, ResourceList)>, String> {
+pub fn admit_pod_against_quotas(
+    quotas: &[ResourceQuota],
+    pod: &Pod,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, ResourceList)>, String> {
     let mut out = Vec::new();
     for q in quotas {
         if let Some(used) = admit_pod_against_quota(q, pod, now)? {
@@ -633,12 +731,19 @@ pub fn admit_pod_against_quotas(quotas: &[ResourceQuota], pod: &Pod, now: DateTi
 
 /// Admits a non-pod object (its `service_usage`, `pvc_usage` or
 /// `object_count_usage`) against one quota; scoped quotas only track pods.
-pub fn admit_usage_against_quota(quota: &ResourceQuota, usage: &Usage) -> Result<Option<ResourceList>, String> {
+pub fn admit_usage_against_quota(
+    quota: &ResourceQuota,
+    usage: &Usage,
+) -> Result<Option<ResourceList>, String> {
     if !scope_selectors(quota).is_empty() {
         return Ok(None);
     }
     let (hard, _) = status_lists(quota);
-    let restricted: BTreeSet<&str> = hard.keys().map(String::as_str).filter(|k| usage.contains_key(*k)).collect();
+    let restricted: BTreeSet<&str> = hard
+        .keys()
+        .map(String::as_str)
+        .filter(|k| usage.contains_key(*k))
+        .collect();
     if restricted.is_empty() {
         return Ok(None);
     }
@@ -753,39 +858,61 @@ fn mutate_pod(pod: &mut Pod, range: &LimitRange) {
 
 fn min_constraint(kind: &str, res: &str, enforced: &Q, req: &Usage, lim: &Usage) -> Option<String> {
     let Some(r) = req.get(res) else {
-        return Some(format!("minimum {res} usage per {kind} is {enforced}.  No request is specified"));
+        return Some(format!(
+            "minimum {res} usage per {kind} is {enforced}.  No request is specified"
+        ));
     };
     if r < enforced {
-        return Some(format!("minimum {res} usage per {kind} is {enforced}, but request is {r}"));
+        return Some(format!(
+            "minimum {res} usage per {kind} is {enforced}, but request is {r}"
+        ));
     }
     match lim.get(res) {
-        Some(l) if l < enforced => Some(format!("minimum {res} usage per {kind} is {enforced}, but limit is {l}")),
+        Some(l) if l < enforced => Some(format!(
+            "minimum {res} usage per {kind} is {enforced}, but limit is {l}"
+        )),
         _ => None,
     }
 }
 
 fn max_constraint(kind: &str, res: &str, enforced: &Q, req: &Usage, lim: &Usage) -> Option<String> {
     let Some(l) = lim.get(res) else {
-        return Some(format!("maximum {res} usage per {kind} is {enforced}.  No limit is specified"));
+        return Some(format!(
+            "maximum {res} usage per {kind} is {enforced}.  No limit is specified"
+        ));
     };
     if l > enforced {
-        return Some(format!("maximum {res} usage per {kind} is {enforced}, but limit is {l}"));
+        return Some(format!(
+            "maximum {res} usage per {kind} is {enforced}, but limit is {l}"
+        ));
     }
     match req.get(res) {
-        Some(r) if r > enforced => Some(format!("maximum {res} usage per {kind} is {enforced}, but request is {r}")),
+        Some(r) if r > enforced => Some(format!(
+            "maximum {res} usage per {kind} is {enforced}, but request is {r}"
+        )),
         _ => None,
     }
 }
 
 fn max_request_constraint(kind: &str, res: &str, enforced: &Q, req: &Usage) -> Option<String> {
     match req.get(res) {
-        None => Some(format!("maximum {res} usage per {kind} is {enforced}.  No request is specified")),
-        Some(r) if r > enforced => Some(format!("maximum {res} usage per {kind} is {enforced}, but request is {r}")),
+        None => Some(format!(
+            "maximum {res} usage per {kind} is {enforced}.  No request is specified"
+        )),
+        Some(r) if r > enforced => Some(format!(
+            "maximum {res} usage per {kind} is {enforced}, but request is {r}"
+        )),
         _ => None,
     }
 }
 
-fn ratio_constraint(kind: &str, res: &str, enforced: &Q, req: &Usage, lim: &Usage) -> Option<String> {
+fn ratio_constraint(
+    kind: &str,
+    res: &str,
+    enforced: &Q,
+    req: &Usage,
+    lim: &Usage,
+) -> Option<String> {
     let r = req.get(res).map_or(0, |q| q.milli_value());
     if r == 0 {
         return Some(format!(
@@ -827,11 +954,21 @@ fn validate_pod(pod: &Pod, range: &LimitRange) -> Result<(), String> {
             "Container" => {
                 let spec = pod.spec.as_ref();
                 let all = spec
-                    .map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+                    .map(|s| {
+                        s.containers
+                            .iter()
+                            .chain(s.init_containers.iter().flatten())
+                    })
                     .into_iter()
                     .flatten();
                 for c in all {
-                    check_all(&it, "Container", &container_list(c, false), &container_list(c, true), &mut errs);
+                    check_all(
+                        &it,
+                        "Container",
+                        &container_list(c, false),
+                        &container_list(c, true),
+                        &mut errs,
+                    );
                 }
             }
             "Pod" => {
@@ -857,7 +994,10 @@ pub fn apply_limit_ranges(pod: &mut Pod, ranges: &[LimitRange]) -> Result<(), St
 
 /// LimitRanger admission for a claim: `PersistentVolumeClaim` items bound
 /// the requested storage (claims are never defaulted).
-pub fn validate_pvc_limit_ranges(pvc: &PersistentVolumeClaim, ranges: &[LimitRange]) -> Result<(), String> {
+pub fn validate_pvc_limit_ranges(
+    pvc: &PersistentVolumeClaim,
+    ranges: &[LimitRange],
+) -> Result<(), String> {
     let req = parse_list(
         pvc.spec
             .as_ref()
@@ -866,9 +1006,18 @@ pub fn validate_pvc_limit_ranges(pvc: &PersistentVolumeClaim, ranges: &[LimitRan
     );
     for r in ranges {
         let mut errs = Vec::new();
-        for it in items(r).iter().filter(|i| i.type_ == "PersistentVolumeClaim") {
+        for it in items(r)
+            .iter()
+            .filter(|i| i.type_ == "PersistentVolumeClaim")
+        {
             for (k, v) in &it.min {
-                errs.extend(min_constraint("PersistentVolumeClaim", k, v, &req, &Usage::new()));
+                errs.extend(min_constraint(
+                    "PersistentVolumeClaim",
+                    k,
+                    v,
+                    &req,
+                    &Usage::new(),
+                ));
             }
             for (k, v) in &it.max {
                 errs.extend(max_request_constraint("PersistentVolumeClaim", k, v, &req));
@@ -879,4 +1028,625 @@ pub fn validate_pvc_limit_ranges(pvc: &PersistentVolumeClaim, ranges: &[LimitRan
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        LimitRangeSpec, PersistentVolumeClaimSpec, PodSpec, PodStatus, ResourceQuotaSpec,
+        ResourceRequirements, ScopeSelector, ServicePort, ServiceSpec, VolumeResourceRequirements,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default()
+    }
+
+    fn rl(pairs: &[(&str, &str)]) -> ResourceList {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+            .collect()
+    }
+
+    fn opt(pairs: &[(&str, &str)]) -> Option<ResourceList> {
+        (!pairs.is_empty()).then(|| rl(pairs))
+    }
+
+    fn container(name: &str, req: &[(&str, &str)], lim: &[(&str, &str)]) -> Container {
+        Container {
+            name: name.into(),
+            resources: Some(ResourceRequirements {
+                requests: opt(req),
+                limits: opt(lim),
+                claims: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn pod_of(name: &str, containers: Vec<Container>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                containers,
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn quota(name: &str, hard: &[(&str, &str)], used: &[(&str, &str)]) -> ResourceQuota {
+        ResourceQuota {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            spec: Some(ResourceQuotaSpec {
+                hard: Some(rl(hard)),
+                ..Default::default()
+            }),
+            status: Some(ResourceQuotaStatus {
+                hard: Some(rl(hard)),
+                used: Some(rl(used)),
+            }),
+        }
+    }
+
+    fn pvc(class: Option<&str>, storage: &str) -> PersistentVolumeClaim {
+        PersistentVolumeClaim {
+            spec: Some(PersistentVolumeClaimSpec {
+                storage_class_name: class.map(str::to_string),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(rl(&[("storage", storage)])),
+                    limits: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn service(type_: &str, node_ports: &[Option<i32>], allocate: Option<bool>) -> Service {
+        Service {
+            spec: Some(ServiceSpec {
+                type_: Some(type_.into()),
+                allocate_load_balancer_node_ports: allocate,
+                ports: Some(
+                    node_ports
+                        .iter()
+                        .map(|n| ServicePort {
+                            port: 80,
+                            node_port: *n,
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn printed(u: &Usage) -> Vec<(String, String)> {
+        u.iter().map(|(k, v)| (k.clone(), v.canonical())).collect()
+    }
+
+    #[test]
+    fn pod_requests_table() {
+        let mut sidecar = container("side", &[("cpu", "500m")], &[]);
+        sidecar.restart_policy = Some("Always".into());
+        let cases: Vec<(&str, Vec<Container>, Vec<Container>, &str)> = vec![
+            (
+                "containers sum",
+                vec![
+                    container("a", &[("cpu", "1")], &[]),
+                    container("b", &[("cpu", "250m")], &[]),
+                ],
+                vec![],
+                "1250m",
+            ),
+            (
+                "init max wins",
+                vec![container("a", &[("cpu", "1")], &[])],
+                vec![container("i", &[("cpu", "3")], &[])],
+                "3",
+            ),
+            (
+                "containers win",
+                vec![container("a", &[("cpu", "4")], &[])],
+                vec![container("i", &[("cpu", "3")], &[])],
+                "4",
+            ),
+            (
+                "sidecar adds to both",
+                vec![
+                    container("a", &[("cpu", "1")], &[]),
+                    container("b", &[("cpu", "1")], &[]),
+                ],
+                vec![sidecar, container("i", &[("cpu", "3")], &[])],
+                "3500m",
+            ),
+        ];
+        for (name, containers, init, want) in cases {
+            let mut p = pod_of("p", containers);
+            if let Some(s) = p.spec.as_mut() {
+                s.init_containers = Some(init);
+            }
+            assert_eq!(
+                pod_requests(&p)
+                    .get("cpu")
+                    .map(|q| q.canonical())
+                    .as_deref(),
+                Some(want),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn quota_usage_table() {
+        let mut done = pod_of("done", vec![container("a", &[("cpu", "8")], &[])]);
+        if let Some(s) = done.status.as_mut() {
+            s.phase = Some("Succeeded".into());
+        }
+        let pods = vec![
+            pod_of(
+                "a",
+                vec![container(
+                    "a",
+                    &[("cpu", "500m"), ("memory", "1Gi")],
+                    &[("memory", "1Gi")],
+                )],
+            ),
+            pod_of(
+                "b",
+                vec![container(
+                    "b",
+                    &[("cpu", "1"), ("memory", "512Mi"), ("nvidia.com/gpu", "1")],
+                    &[("cpu", "2")],
+                )],
+            ),
+            done,
+        ];
+        let services = vec![
+            service("ClusterIP", &[None], None),
+            service("NodePort", &[Some(30001), Some(30002)], None),
+            service("LoadBalancer", &[Some(30003), None, None], Some(false)),
+        ];
+        let pvcs = vec![pvc(Some("gold"), "5Gi"), pvc(None, "1Gi")];
+        let counts: BTreeMap<String, i64> = [
+            ("configmaps".to_string(), 3),
+            ("deployments.apps".to_string(), 2),
+        ]
+        .into();
+        let hard: Vec<(&str, &str)> = [
+            "pods",
+            "count/pods",
+            "cpu",
+            "requests.cpu",
+            "requests.memory",
+            "limits.cpu",
+            "limits.memory",
+            "requests.nvidia.com/gpu",
+            "services",
+            "services.nodeports",
+            "services.loadbalancers",
+            "count/services",
+            "persistentvolumeclaims",
+            "requests.storage",
+            "gold.storageclass.storage.k8s.io/requests.storage",
+            "configmaps",
+            "count/configmaps",
+            "count/deployments.apps",
+            "count/secrets",
+            "bogus",
+        ]
+        .iter()
+        .map(|k| (*k, "100"))
+        .collect();
+        let q = quota("q", &hard, &[]);
+        let inputs = QuotaInputs {
+            pods: &pods,
+            services: &services,
+            pvcs: &pvcs,
+            object_counts: &counts,
+        };
+        let used = quota_usage(&q, &inputs, now());
+        let want = [
+            ("pods", "2"),
+            ("count/pods", "3"),
+            ("cpu", "1500m"),
+            ("requests.cpu", "1500m"),
+            ("requests.memory", "1536Mi"),
+            ("limits.cpu", "2"),
+            ("limits.memory", "1Gi"),
+            ("requests.nvidia.com/gpu", "1"),
+            ("services", "3"),
+            ("services.nodeports", "3"),
+            ("services.loadbalancers", "1"),
+            ("count/services", "3"),
+            ("persistentvolumeclaims", "2"),
+            ("requests.storage", "6Gi"),
+            ("gold.storageclass.storage.k8s.io/requests.storage", "5Gi"),
+            ("configmaps", "3"),
+            ("count/configmaps", "3"),
+            ("count/deployments.apps", "2"),
+            ("count/secrets", "0"),
+        ];
+        for (k, v) in want {
+            assert_eq!(used.get(k).map(|q| q.0.as_str()), Some(v), "{k}");
+        }
+        assert!(!used.contains_key("bogus"));
+        let st = quota_status(&q, &inputs, now());
+        assert_eq!(st.hard, q.spec.as_ref().and_then(|s| s.hard.clone()));
+    }
+
+    #[test]
+    fn scopes_table() {
+        let best_effort = pod_of("be", vec![container("a", &[], &[])]);
+        let burstable = pod_of("bu", vec![container("a", &[("cpu", "1")], &[])]);
+        let mut terminating = burstable.clone();
+        let mut high = burstable.clone();
+        if let Some(s) = terminating.spec.as_mut() {
+            s.active_deadline_seconds = Some(30);
+        }
+        if let Some(s) = high.spec.as_mut() {
+            s.priority_class_name = Some("high".into());
+        }
+        let scoped = |scopes: &[&str]| {
+            let mut q = quota("q", &[("pods", "1")], &[("pods", "0")]);
+            if let Some(s) = q.spec.as_mut() {
+                s.scopes = Some(scopes.iter().map(|s| s.to_string()).collect());
+            }
+            q
+        };
+        let mut priority = quota("q", &[("pods", "1")], &[("pods", "0")]);
+        if let Some(s) = priority.spec.as_mut() {
+            s.scope_selector = Some(ScopeSelector {
+                match_expressions: Some(vec![ScopedResourceSelectorRequirement {
+                    scope_name: "PriorityClass".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["high".into()]),
+                }]),
+            });
+        }
+        let cases = vec![
+            (
+                "BestEffort matches best effort",
+                scoped(&["BestEffort"]),
+                &best_effort,
+                true,
+            ),
+            (
+                "BestEffort skips burstable",
+                scoped(&["BestEffort"]),
+                &burstable,
+                false,
+            ),
+            (
+                "NotBestEffort",
+                scoped(&["NotBestEffort"]),
+                &burstable,
+                true,
+            ),
+            ("Terminating", scoped(&["Terminating"]), &terminating, true),
+            (
+                "NotTerminating",
+                scoped(&["NotTerminating"]),
+                &terminating,
+                false,
+            ),
+            (
+                "all scopes must match",
+                scoped(&["NotBestEffort", "Terminating"]),
+                &burstable,
+                false,
+            ),
+            ("priority class in", priority.clone(), &high, true),
+            ("priority class missing", priority, &burstable, false),
+        ];
+        for (name, q, p, want) in cases {
+            assert_eq!(pod_matches_scopes(&q, p), want, "{name}");
+            let charged = admit_pod_against_quota(&q, p, now());
+            assert_eq!(charged.map(|c| c.is_some()), Ok(want), "{name}");
+        }
+    }
+
+    #[test]
+    fn pod_admission_table() {
+        let hard = [
+            ("requests.cpu", "2"),
+            ("requests.memory", "1Gi"),
+            ("pods", "10"),
+        ];
+        let used = [
+            ("requests.cpu", "1"),
+            ("requests.memory", "0"),
+            ("pods", "1"),
+        ];
+        let two_cpu = pod_of(
+            "big",
+            vec![container("x", &[("cpu", "2"), ("memory", "100Mi")], &[])],
+        );
+        let small = pod_of(
+            "small",
+            vec![container("x", &[("cpu", "500m"), ("memory", "100Mi")], &[])],
+        );
+        let no_mem = pod_of(
+            "nomem",
+            vec![
+                container("x", &[("cpu", "500m")], &[]),
+                container("y", &[], &[]),
+            ],
+        );
+        type Want = Result<Vec<(&'static str, &'static str)>, &'static str>;
+        let cases: Vec<(&str, ResourceQuota, &Pod, Want)> = vec![
+            (
+                "exceeds",
+                quota("compute-resources", &hard, &used),
+                &two_cpu,
+                Err(
+                    "exceeded quota: compute-resources, requested: requests.cpu=2, used: requests.cpu=1, limited: requests.cpu=2",
+                ),
+            ),
+            (
+                "fits",
+                quota("compute-resources", &hard, &used),
+                &small,
+                Ok(vec![
+                    ("pods", "2"),
+                    ("requests.cpu", "1500m"),
+                    ("requests.memory", "100Mi"),
+                ]),
+            ),
+            (
+                "missing requests",
+                quota("compute-resources", &hard, &used),
+                &no_mem,
+                Err(
+                    "failed quota: compute-resources: must specify requests.cpu for: y; requests.memory for: x,y",
+                ),
+            ),
+            (
+                "limits required",
+                quota(
+                    "compute-resources",
+                    &[("limits.cpu", "4")],
+                    &[("limits.cpu", "0")],
+                ),
+                &small,
+                Err("failed quota: compute-resources: must specify limits.cpu for: x"),
+            ),
+            (
+                "status not computed yet",
+                quota("compute-resources", &hard, &[]),
+                &small,
+                Err(
+                    "status unknown for quota: compute-resources, resources: pods,requests.cpu,requests.memory",
+                ),
+            ),
+            (
+                "unrelated quota",
+                quota("objects", &[("services", "1")], &[("services", "0")]),
+                &small,
+                Ok(vec![]),
+            ),
+        ];
+        for (name, q, p, want) in cases {
+            let got = admit_pod_against_quotas(std::slice::from_ref(&q), p, now());
+            match want {
+                Ok(w) => {
+                    let got = got.expect(name);
+                    let flat: Vec<(String, String)> = got
+                        .iter()
+                        .flat_map(|(_, u)| u.iter().map(|(k, v)| (k.clone(), v.0.clone())))
+                        .collect();
+                    let w: Vec<(String, String)> = w
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    assert_eq!(flat, w, "{name}");
+                }
+                Err(msg) => assert_eq!(got, Err(msg.to_string()), "{name}"),
+            }
+        }
+    }
+
+    #[test]
+    fn object_admission() {
+        let q = quota(
+            "objects",
+            &[("services.nodeports", "2"), ("services", "5")],
+            &[("services.nodeports", "1"), ("services", "1")],
+        );
+        let np = service("NodePort", &[None, None], None);
+        assert_eq!(
+            admit_usage_against_quota(&q, &service_usage(&np)),
+            Err("exceeded quota: objects, requested: services.nodeports=2, used: services.nodeports=1, limited: services.nodeports=2".to_string())
+        );
+        let ok =
+            admit_usage_against_quota(&q, &service_usage(&service("ClusterIP", &[None], None)));
+        assert_eq!(
+            ok,
+            Ok(Some(rl(&[("services", "2"), ("services.nodeports", "1")])))
+        );
+        let cm = quota(
+            "cm",
+            &[("count/configmaps", "1")],
+            &[("count/configmaps", "1")],
+        );
+        assert_eq!(
+            admit_usage_against_quota(&cm, &object_count_usage("configmaps", "")),
+            Err("exceeded quota: cm, requested: count/configmaps=1, used: count/configmaps=1, limited: count/configmaps=1".to_string())
+        );
+        assert_eq!(
+            printed(&object_count_usage("deployments", "apps")),
+            vec![("count/deployments.apps".to_string(), "1".to_string())]
+        );
+        let claim = pvc_usage(&pvc(Some("gold"), "5Gi"));
+        assert_eq!(
+            claim
+                .get("gold.storageclass.storage.k8s.io/persistentvolumeclaims")
+                .map(|q| q.canonical())
+                .as_deref(),
+            Some("1")
+        );
+    }
+
+    fn range(items: Vec<LimitRangeItem>) -> LimitRange {
+        LimitRange {
+            metadata: ObjectMeta::default(),
+            spec: Some(LimitRangeSpec { limits: items }),
+        }
+    }
+
+    fn lr_item(type_: &str, f: impl FnOnce(&mut LimitRangeItem)) -> LimitRangeItem {
+        let mut it = LimitRangeItem {
+            type_: type_.into(),
+            ..Default::default()
+        };
+        f(&mut it);
+        it
+    }
+
+    #[test]
+    fn limit_range_defaults() {
+        let r = range(vec![lr_item("Container", |i| {
+            i.default = opt(&[("cpu", "500m"), ("memory", "256Mi")]);
+            i.default_request = opt(&[("cpu", "100m")]);
+        })]);
+        let mut p = pod_of(
+            "p",
+            vec![
+                container("nginx", &[], &[]),
+                container(
+                    "side",
+                    &[("cpu", "50m")],
+                    &[("cpu", "1"), ("memory", "1Gi")],
+                ),
+            ],
+        );
+        assert_eq!(apply_limit_ranges(&mut p, &[r]), Ok(()));
+        let spec = p.spec.as_ref().expect("spec");
+        let res = spec.containers[0].resources.as_ref().expect("resources");
+        assert_eq!(res.limits, opt(&[("cpu", "500m"), ("memory", "256Mi")]));
+        assert_eq!(res.requests, opt(&[("cpu", "100m"), ("memory", "256Mi")]));
+        let side = spec.containers[1].resources.as_ref().expect("resources");
+        assert_eq!(side.requests, opt(&[("cpu", "50m"), ("memory", "256Mi")]));
+        assert_eq!(
+            p.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LIMIT_RANGER_ANNOTATION))
+                .map(String::as_str),
+            Some(
+                "LimitRanger plugin set: cpu, memory request for container nginx; cpu, memory limit for container nginx; memory request for container side"
+            )
+        );
+    }
+
+    #[test]
+    fn limit_range_validation_table() {
+        let cases: Vec<(&str, LimitRangeItem, Vec<Container>, Option<&str>)> = vec![
+            (
+                "max limit",
+                lr_item("Container", |i| i.max = opt(&[("cpu", "1")])),
+                vec![container("x", &[("cpu", "500m")], &[("cpu", "2")])],
+                Some("maximum cpu usage per Container is 1, but limit is 2"),
+            ),
+            (
+                "max defaults the limit",
+                lr_item("Container", |i| i.max = opt(&[("cpu", "1")])),
+                vec![container("x", &[], &[])],
+                None,
+            ),
+            (
+                "min request",
+                lr_item("Container", |i| i.min = opt(&[("memory", "100Mi")])),
+                vec![container("x", &[("memory", "50Mi")], &[])],
+                Some("minimum memory usage per Container is 100Mi, but request is 50Mi"),
+            ),
+            (
+                "ratio",
+                lr_item("Container", |i| {
+                    i.max_limit_request_ratio = opt(&[("cpu", "2")])
+                }),
+                vec![container("x", &[("cpu", "100m")], &[("cpu", "500m")])],
+                Some(
+                    "cpu max limit to request ratio per Container is 2, but provided ratio is 5.000000",
+                ),
+            ),
+            (
+                "ratio without limit",
+                lr_item("Container", |i| {
+                    i.max_limit_request_ratio = opt(&[("cpu", "2")])
+                }),
+                vec![container("x", &[("cpu", "100m")], &[])],
+                Some(
+                    "cpu max limit to request ratio per Container is 2, but no limit is specified or limit is 0",
+                ),
+            ),
+            (
+                "pod max",
+                lr_item("Pod", |i| i.max = opt(&[("cpu", "1")])),
+                vec![
+                    container("a", &[], &[("cpu", "600m")]),
+                    container("b", &[], &[("cpu", "600m")]),
+                ],
+                Some("maximum cpu usage per Pod is 1, but limit is 1200m"),
+            ),
+            (
+                "several errors",
+                lr_item("Container", |i| {
+                    i.max = opt(&[("cpu", "1"), ("memory", "1Gi")])
+                }),
+                vec![container("x", &[], &[("cpu", "2"), ("memory", "2Gi")])],
+                Some(
+                    "[maximum cpu usage per Container is 1, but limit is 2, maximum memory usage per Container is 1Gi, but limit is 2Gi]",
+                ),
+            ),
+        ];
+        for (name, it, containers, want) in cases {
+            let mut p = pod_of("p", containers);
+            let got = apply_limit_ranges(&mut p, &[range(vec![it])]);
+            assert_eq!(got, want.map_or(Ok(()), |m| Err(m.to_string())), "{name}");
+        }
+    }
+
+    #[test]
+    fn pvc_limit_range() {
+        let r = range(vec![lr_item("PersistentVolumeClaim", |i| {
+            i.min = opt(&[("storage", "1Gi")]);
+            i.max = opt(&[("storage", "10Gi")]);
+        })]);
+        let cases = [
+            ("5Gi", None),
+            (
+                "20Gi",
+                Some(
+                    "maximum storage usage per PersistentVolumeClaim is 10Gi, but request is 20Gi",
+                ),
+            ),
+            (
+                "500Mi",
+                Some(
+                    "minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 500Mi",
+                ),
+            ),
+        ];
+        for (size, want) in cases {
+            let got = validate_pvc_limit_ranges(&pvc(None, size), std::slice::from_ref(&r));
+            assert_eq!(got, want.map_or(Ok(()), |m| Err(m.to_string())), "{size}");
+        }
+    }
 }

@@ -6,8 +6,8 @@
 //! ([`OwnerPatch`]); how many pods to create or which pods to delete (ranked
 //! like upstream `ActivePodsWithRanks`); the computed [`Status`] (including
 //! the `ReplicaFailure` condition); the event texts; the slow-start batch
-//! sizes; and the per-owner [`Expectations`] the shell keeps so that a lagging
-//! watch cache never makes it create or delete twice.
+//! sizes. (The per-owner expectations that keep a lagging cache from
+//! causing double creates live in `controllers::expectations`.)
 //!
 //! Invariants:
 //! - Only active pods (not terminal, not being deleted) of the owner's
@@ -19,22 +19,11 @@
 //! - An empty selector selects nothing (upstream validation forbids it).
 //!
 //! Must not: do I/O, read clocks, or keep state between calls (the shell owns
-//! the [`Expectations`] map).
+//! the expectations).
 //!
-//! Shell usage (one sync of owner `o`):
-//! 1. `let owner = Owner::from_replica_set(&rs)` (or `from_replication_controller`).
-//! 2. `let plan = plan(&owner, &pods_in_namespace, now, expectations.satisfied(now))`.
-//! 3. Send `plan.adopt` / `plan.release` as strategic-merge patches to the pods;
-//!    on error stop and requeue.
-//! 4. Creates: `Expectations::expect_creations(n)`, then send `plan.create` in
-//!    [`slow_start_batches`]; emit [`event_created`] / [`event_create_failed`];
-//!    stop after the first batch with an error and call `creation_observed`
-//!    for every failed or skipped pod. Deletes: `expect_deletions(names)`, send
-//!    all, emit [`event_deleted`] / [`event_delete_failed`], `deletion_observed`
-//!    for each failure (NotFound counts as success).
-//! 5. If a create/delete failed, [`record_manage_error`] on `plan.status`.
-//! 6. Write `plan.status.to_replica_set()` (or `to_replication_controller()`)
-//!    if it differs from the current one; requeue after `plan.requeue_after`.
+//! Shell usage: see `controllers::replicaset` (plan → adopt/release patches
+//! → creates in [`slow_start_batches`] / deletes → [`record_manage_error`] on
+//! failure → status write when changed → requeue after `requeue_after`).
 
 use crate::controllers::podutil;
 use chrono::{DateTime, Utc};
@@ -45,14 +34,13 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde_json::{Value, json};
+use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Most pods created or deleted in one sync (upstream `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
-/// Expectations older than this are considered satisfied (upstream 5 min).
-pub const EXPECTATIONS_TIMEOUT_SECONDS: i64 = 300;
 /// Annotation whose integer value makes a pod cheaper (lower) to delete.
 pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 /// Status condition type set when creating/deleting pods failed.
@@ -305,10 +293,14 @@ pub struct Plan {
 
 /// Plan one sync. `manage` is false while expectations are unsatisfied:
 /// ownership and status are still computed, but nothing is created/deleted.
-pub fn plan(owner: &Owner, pods: &[Pod], now: DateTime<Utc>, manage: bool) -> Plan {
+pub fn plan<P: Borrow<Pod>>(owner: &Owner, pods: &[P], now: DateTime<Utc>, manage: bool) -> Plan {
     let mut out = Plan::default();
     let mut owned: Vec<&Pod> = Vec::new();
-    for pod in pods.iter().filter(|p| in_scope(owner, p)) {
+    for pod in pods
+        .iter()
+        .map(|p| p.borrow())
+        .filter(|p| in_scope(owner, p))
+    {
         match claim(owner, pod) {
             Claim::Owned => owned.push(pod),
             Claim::Adopt => {
@@ -666,53 +658,6 @@ fn warning(reason: &'static str, message: String) -> Event {
         type_: "Warning",
         reason,
         message,
-    }
-}
-
-/// What one owner still waits to see in the watch cache (upstream
-/// `UIDTrackingControllerExpectations`). Keep one per owner key; a missing
-/// entry means "satisfied". Drop the entry when the owner is deleted.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Expectations {
-    pub adds: i64,
-    /// Names of pods whose deletion has not been observed yet.
-    pub deletes: BTreeSet<String>,
-    pub set_at: DateTime<Utc>,
-}
-
-impl Expectations {
-    /// Before creating `n` pods.
-    pub fn expect_creations(n: usize, now: DateTime<Utc>) -> Self {
-        Expectations {
-            adds: n as i64,
-            deletes: BTreeSet::new(),
-            set_at: now,
-        }
-    }
-
-    /// Before deleting these pods (by name).
-    pub fn expect_deletions<I: IntoIterator<Item = String>>(names: I, now: DateTime<Utc>) -> Self {
-        Expectations {
-            adds: 0,
-            deletes: names.into_iter().collect(),
-            set_at: now,
-        }
-    }
-
-    /// A pod add was seen in the watch, or a create failed/was skipped.
-    pub fn creation_observed(&mut self) {
-        self.adds -= 1;
-    }
-
-    /// A pod's deletion (or deletionTimestamp) was seen, or its delete failed.
-    pub fn deletion_observed(&mut self, name: &str) {
-        self.deletes.remove(name);
-    }
-
-    /// Nothing pending, or the expectations are older than the timeout.
-    pub fn satisfied(&self, now: DateTime<Utc>) -> bool {
-        let fulfilled = self.adds <= 0 && self.deletes.is_empty();
-        fulfilled || now - self.set_at > chrono::Duration::seconds(EXPECTATIONS_TIMEOUT_SECONDS)
     }
 }
 
@@ -1218,20 +1163,5 @@ mod tests {
             (e.type_, e.reason, e.message.as_str()),
             ("Warning", "FailedCreate", "Error creating: boom")
         );
-    }
-
-    #[test]
-    fn expectations() {
-        let mut e = Expectations::expect_creations(2, t0());
-        assert!(!e.satisfied(t0()));
-        e.creation_observed();
-        assert!(!e.satisfied(t0()));
-        e.creation_observed();
-        assert!(e.satisfied(t0()));
-        let mut d = Expectations::expect_deletions(["a".to_string()], t0());
-        assert!(!d.satisfied(t0() + chrono::Duration::seconds(299)));
-        assert!(d.satisfied(t0() + chrono::Duration::seconds(301)));
-        d.deletion_observed("a");
-        assert!(d.satisfied(t0()));
     }
 }

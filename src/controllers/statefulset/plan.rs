@@ -395,7 +395,7 @@ impl<'a> Ctx<'a> {
                 None => {
                     let claim = self.new_claim(tpl, ordinal);
                     self.actions.push(Action::CreateClaim {
-                        claim,
+                        claim: Box::new(claim),
                         pod: pod.clone(),
                     });
                     let msg = format!(
@@ -766,7 +766,7 @@ fn reconcile_pods<'a>(
         .filter(|(o, _)| !ctx.in_range(*o))
         .copied()
         .collect();
-    condemned.sort_by(|a, b| b.0.cmp(&a.0));
+    condemned.sort_by_key(|c| std::cmp::Reverse(c.0));
     let first_unavailable = first_unavailable(ctx, &slots, &condemned);
 
     for slot in &slots {
@@ -988,13 +988,13 @@ mod tests {
         fn apply(&mut self, a: &Action) {
             self.uid += 1;
             match a {
-                Action::CreateRevision(r) => self.revisions.push(r.clone()),
+                Action::CreateRevision(r) => self.revisions.push((**r).clone()),
                 Action::CreateClaim { claim, .. } => {
                     self.claims
-                        .insert(name_of(&claim.metadata).into(), claim.clone());
+                        .insert(name_of(&claim.metadata).into(), (**claim).clone());
                 }
                 Action::CreatePod(p) => {
-                    let mut p = p.clone();
+                    let mut p = (**p).clone();
                     p.metadata.uid = Some(format!("uid-{}", self.uid));
                     p.status = Some(PodStatus {
                         phase: Some("Pending".into()),
@@ -1132,11 +1132,7 @@ mod tests {
         sim.make_ready("web-1");
         assert_eq!(created(&sim.step()), vec!["web-2"]);
         sim.make_ready("web-2");
-        assert!(
-            sim.step()
-                .iter()
-                .all(|a| matches!(a, Action::Event(_)) == false)
-        );
+        assert!(sim.step().iter().all(|a| !matches!(a, Action::Event(_))));
         let st = sim.set.status.clone().unwrap();
         assert_eq!(
             (st.replicas, st.ready_replicas, st.available_replicas),

@@ -25,6 +25,7 @@
 
 use crate::api::quantity::{Quantity as Q, parse_quantity};
 use crate::controllers::podutil::{chrono_to_time, selector_matches};
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{
     HostPathVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference,
     PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus, PersistentVolumeSpec,
@@ -33,7 +34,6 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 pub const PROVISIONER_LOCAL_PATH: &str = "rancher.io/local-path";
@@ -106,7 +106,10 @@ pub enum Action {
     /// Delete a released volume (precondition: this uid). Upstream first
     /// re-reads the claim from the API server; the shell should too and
     /// skip the delete if the claim (same uid) still exists.
-    DeletePv { name: String, uid: String },
+    DeletePv {
+        name: String,
+        uid: String,
+    },
     Event(Event),
 }
 
@@ -136,7 +139,10 @@ pub fn plan(snap: &Snapshot, cfg: &Config, now: DateTime<Utc>) -> Vec<Action> {
     let mut claim_keys: Vec<ClaimKey> = p.claims.keys().cloned().collect();
     claim_keys.sort_by_key(|k| {
         let c = &p.claims[k];
-        (c.metadata.creation_timestamp.as_ref().map(|t| t.0), k.clone())
+        (
+            c.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            k.clone(),
+        )
     });
     for key in claim_keys {
         p.sync_claim(&key);
@@ -200,7 +206,13 @@ pub fn volume_class(v: &PersistentVolume) -> &str {
 }
 
 fn claim_request(c: &PersistentVolumeClaim) -> Option<&Quantity> {
-    c.spec.as_ref()?.resources.as_ref()?.requests.as_ref()?.get("storage")
+    c.spec
+        .as_ref()?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")
 }
 
 /// Capacity in thousandths of a byte (0 when missing or malformed).
@@ -264,7 +276,9 @@ fn bound_to_claim(v: &PersistentVolume, c: &PersistentVolumeClaim) -> bool {
     };
     r.namespace.as_deref().unwrap_or("") == ns_of(&c.metadata)
         && r.name.as_deref().unwrap_or("") == name_of(&c.metadata)
-        && r.uid.as_deref().is_none_or(|u| u.is_empty() || u == uid_of(&c.metadata))
+        && r.uid
+            .as_deref()
+            .is_none_or(|u| u.is_empty() || u == uid_of(&c.metadata))
 }
 
 fn claim_reference(c: &PersistentVolumeClaim) -> ObjectReference {
@@ -321,10 +335,7 @@ fn default_class(classes: &[StorageClass]) -> Option<&StorageClass> {
         })
 }
 
-fn requirement_matches(
-    r: &NodeSelectorRequirement,
-    get: impl Fn(&str) -> Option<String>,
-) -> bool {
+fn requirement_matches(r: &NodeSelectorRequirement, get: impl Fn(&str) -> Option<String>) -> bool {
     let vals = r.values.as_deref().unwrap_or(&[]);
     let got = get(&r.key);
     let as_int = |s: &str| s.parse::<i64>().ok();
@@ -355,9 +366,9 @@ fn term_matches(t: &NodeSelectorTerm, node: &str, labels: &BTreeMap<String, Stri
     exprs
         .iter()
         .all(|r| requirement_matches(r, |k| labels.get(k).cloned()))
-        && fields.iter().all(|r| {
-            requirement_matches(r, |k| (k == "metadata.name").then(|| node.to_string()))
-        })
+        && fields
+            .iter()
+            .all(|r| requirement_matches(r, |k| (k == "metadata.name").then(|| node.to_string())))
 }
 
 /// Whether a volume's required node affinity admits `node` (no affinity
@@ -386,9 +397,15 @@ pub fn node_affinity_admits(
 }
 
 /// Why a volume the user named in `spec.volumeName` cannot serve the claim.
-fn check_volume_satisfies_claim(v: &PersistentVolume, c: &PersistentVolumeClaim) -> Result<(), String> {
+fn check_volume_satisfies_claim(
+    v: &PersistentVolume,
+    c: &PersistentVolumeClaim,
+) -> Result<(), String> {
     if v.metadata.deletion_timestamp.is_some() {
-        return Err(format!("the volume is marked for deletion {:?}", name_of(&v.metadata)));
+        return Err(format!(
+            "the volume is marked for deletion {:?}",
+            name_of(&v.metadata)
+        ));
     }
     if volume_capacity(v) < request_milli(c) {
         return Err("requested PV is too small".to_string());
@@ -419,8 +436,8 @@ pub fn local_path_volume(
         ns_of(&claim.metadata),
         name_of(&claim.metadata)
     );
-    let capacity = claim_request(claim)
-        .map(|q| [("storage".to_string(), q.clone())].into_iter().collect());
+    let capacity =
+        claim_request(claim).map(|q| [("storage".to_string(), q.clone())].into_iter().collect());
     let affinity = VolumeNodeAffinity {
         required: Some(NodeSelector {
             node_selector_terms: vec![NodeSelectorTerm {
@@ -502,7 +519,11 @@ impl<'a> Planner<'a> {
                 .iter()
                 .map(|v| (name_of(&v.metadata).to_string(), v.clone()))
                 .collect(),
-            claims: snap.claims.iter().map(|c| (claim_key(c), c.clone())).collect(),
+            claims: snap
+                .claims
+                .iter()
+                .map(|c| (claim_key(c), c.clone()))
+                .collect(),
             pv_dirty: BTreeMap::new(),
             pvc_dirty: BTreeMap::new(),
             created: Vec::new(),
@@ -639,14 +660,14 @@ impl<'a> Planner<'a> {
         if claim.metadata.deletion_timestamp.is_some() {
             return;
         }
-        if claim_class(claim).is_none() {
-            if let Some(def) = default_class(self.classes) {
-                let name = name_of(&def.metadata).to_string();
-                self.edit_pvc(key, |c| {
-                    c.spec.get_or_insert_with(Default::default).storage_class_name = Some(name);
-                });
-                return;
-            }
+        if let (None, Some(def)) = (claim_class(claim), default_class(self.classes)) {
+            let name = name_of(&def.metadata).to_string();
+            self.edit_pvc(key, |c| {
+                c.spec
+                    .get_or_insert_with(Default::default)
+                    .storage_class_name = Some(name);
+            });
+            return;
         }
         let volume_name = claim
             .spec
@@ -744,16 +765,16 @@ impl<'a> Planner<'a> {
             .as_ref()
             .and_then(|s| s.volume_name.clone())
             .unwrap_or_default();
-        let lost = "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!";
+        let lost =
+            "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!";
         let Some(pv) = self.volumes.get(&volume_name).cloned() else {
             if self.set_pvc_phase(key, "Lost", None) {
                 self.claim_event(key, "Warning", "ClaimLost", lost.to_string());
             }
             return;
         };
-        let bound_here = claim_ref(&pv).is_none_or(|r| {
-            r.uid.as_deref().unwrap_or("") == uid_of(&claim.metadata)
-        });
+        let bound_here = claim_ref(&pv)
+            .is_none_or(|r| r.uid.as_deref().unwrap_or("") == uid_of(&claim.metadata));
         if bound_here {
             self.bind(&volume_name, key);
         } else if self.set_pvc_phase(key, "Lost", None) {
@@ -941,7 +962,9 @@ impl<'a> Planner<'a> {
         let Some(pv) = self.volumes.get(name).cloned() else {
             return;
         };
-        if pv.metadata.deletion_timestamp.is_some() || self.created.iter().any(|c| name_of(&c.metadata) == name) {
+        if pv.metadata.deletion_timestamp.is_some()
+            || self.created.iter().any(|c| name_of(&c.metadata) == name)
+        {
             return;
         }
         let Some(r) = claim_ref(&pv) else {
@@ -974,7 +997,8 @@ impl<'a> Planner<'a> {
             // Not bound yet: the claim side finishes the job.
         } else if claim_volume == name {
             self.set_pv_phase(name, "Bound", None);
-        } else if ann(&pv.metadata, ANN_PROVISIONED_BY).is_some() && reclaim_policy(&pv) == "Delete" {
+        } else if ann(&pv.metadata, ANN_PROVISIONED_BY).is_some() && reclaim_policy(&pv) == "Delete"
+        {
             self.release(name);
         } else {
             self.unbind(name);
@@ -1299,10 +1323,19 @@ mod tests {
             c
         };
         // (case, volumes, claim, expected volume)
-        let cases: Vec<(&str, Vec<PersistentVolume>, PersistentVolumeClaim, Option<&str>)> = vec![
+        let cases: Vec<(
+            &str,
+            Vec<PersistentVolume>,
+            PersistentVolumeClaim,
+            Option<&str>,
+        )> = vec![
             (
                 "smallest fitting volume wins",
-                vec![pv("big", "10Gi", "", rwo), pv("small", "2Gi", "", rwo), pv("tiny", "500Mi", "", rwo)],
+                vec![
+                    pv("big", "10Gi", "", rwo),
+                    pv("small", "2Gi", "", rwo),
+                    pv("tiny", "500Mi", "", rwo),
+                ],
                 pvc("c", "1Gi", Some(""), rwo),
                 Some("small"),
             ),
@@ -1320,13 +1353,19 @@ mod tests {
             ),
             (
                 "access modes must be a superset",
-                vec![pv("rwo", "1Gi", "", rwo), pv("both", "5Gi", "", &["ReadWriteOnce", "ReadWriteMany"])],
+                vec![
+                    pv("rwo", "1Gi", "", rwo),
+                    pv("both", "5Gi", "", &["ReadWriteOnce", "ReadWriteMany"]),
+                ],
                 pvc("c", "1Gi", Some(""), &["ReadWriteMany"]),
                 Some("both"),
             ),
             (
                 "fewest access modes preferred",
-                vec![pv("both", "1Gi", "", &["ReadWriteOnce", "ReadOnlyMany"]), pv("rwo", "5Gi", "", rwo)],
+                vec![
+                    pv("both", "1Gi", "", &["ReadWriteOnce", "ReadOnlyMany"]),
+                    pv("rwo", "5Gi", "", rwo),
+                ],
                 pvc("c", "1Gi", Some(""), rwo),
                 Some("rwo"),
             ),
@@ -1338,7 +1377,10 @@ mod tests {
             ),
             (
                 "selector filters volumes",
-                vec![pv("plain", "1Gi", "", rwo), labelled(pv("gold", "9Gi", "", rwo))],
+                vec![
+                    pv("plain", "1Gi", "", rwo),
+                    labelled(pv("gold", "9Gi", "", rwo)),
+                ],
                 with_selector(pvc("c", "1Gi", Some(""), rwo)),
                 Some("gold"),
             ),
@@ -1350,20 +1392,39 @@ mod tests {
             ),
         ];
         for (name, volumes, claim, want) in cases {
-            let mut w = World { volumes, claims: vec![claim], classes: vec![] };
+            let mut w = World {
+                volumes,
+                claims: vec![claim],
+                classes: vec![],
+            };
             let events = w.settle();
             assert_eq!(bound_volume(&w, "c").as_deref(), want, "{name}");
             if let Some(v) = want {
                 let v = w.volume(v).expect("volume");
                 assert_eq!(pv_phase(v), "Bound", "{name}");
-                assert_eq!(ann(&v.metadata, ANN_BOUND_BY_CONTROLLER), Some("yes"), "{name}");
+                assert_eq!(
+                    ann(&v.metadata, ANN_BOUND_BY_CONTROLLER),
+                    Some("yes"),
+                    "{name}"
+                );
                 let c = w.claim("c");
                 assert_eq!(ann(&c.metadata, ANN_BIND_COMPLETED), Some("yes"), "{name}");
-                assert_eq!(ann(&c.metadata, ANN_BOUND_BY_CONTROLLER), Some("yes"), "{name}");
+                assert_eq!(
+                    ann(&c.metadata, ANN_BOUND_BY_CONTROLLER),
+                    Some("yes"),
+                    "{name}"
+                );
                 let st = c.status.as_ref().expect("status");
-                assert_eq!(st.capacity, v.spec.as_ref().and_then(|s| s.capacity.clone()), "{name}");
+                assert_eq!(
+                    st.capacity,
+                    v.spec.as_ref().and_then(|s| s.capacity.clone()),
+                    "{name}"
+                );
             } else {
-                assert!(reasons(&events).contains(&"FailedBinding"), "{name}: {events:?}");
+                assert!(
+                    reasons(&events).contains(&"FailedBinding"),
+                    "{name}: {events:?}"
+                );
                 assert_eq!(pvc_phase(w.claim("c")), "Pending", "{name}");
             }
         }
@@ -1374,11 +1435,17 @@ mod tests {
         let rwo = &["ReadWriteOnce"][..];
         let mut w = World {
             volumes: vec![pv("only", "1Gi", "", rwo)],
-            claims: vec![pvc("a", "1Gi", Some(""), rwo), pvc("b", "1Gi", Some(""), rwo)],
+            claims: vec![
+                pvc("a", "1Gi", Some(""), rwo),
+                pvc("b", "1Gi", Some(""), rwo),
+            ],
             classes: vec![],
         };
         w.settle();
-        let bound: Vec<_> = ["a", "b"].iter().filter_map(|c| bound_volume(&w, c)).collect();
+        let bound: Vec<_> = ["a", "b"]
+            .iter()
+            .filter_map(|c| bound_volume(&w, c))
+            .collect();
         assert_eq!(bound, vec!["only".to_string()]);
     }
 
@@ -1391,8 +1458,22 @@ mod tests {
             classes: vec![],
         };
         let actions = w.plan();
-        assert!(matches!(&actions[0], Action::UpdatePv { spec: true, status: true, .. }));
-        assert!(matches!(&actions[1], Action::UpdatePvc { spec: true, status: true, .. }));
+        assert!(matches!(
+            &actions[0],
+            Action::UpdatePv {
+                spec: true,
+                status: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &actions[1],
+            Action::UpdatePvc {
+                spec: true,
+                status: true,
+                ..
+            }
+        ));
         assert_eq!(actions.len(), 2);
     }
 
@@ -1420,25 +1501,51 @@ mod tests {
         }
         let events = w.settle();
         let name = format!("pvc-{UID}-data");
-        assert!(reasons(&events).contains(&"ProvisioningSucceeded"), "{events:?}");
-        assert!(events.iter().any(|e| e.message == format!("Successfully provisioned volume {name}")));
+        assert!(
+            reasons(&events).contains(&"ProvisioningSucceeded"),
+            "{events:?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e.message == format!("Successfully provisioned volume {name}"))
+        );
         assert_eq!(bound_volume(&w, "data"), Some(name.clone()));
         let v = w.volume(&name).expect("provisioned");
         let spec = v.spec.as_ref().expect("spec");
         let hp = spec.host_path.as_ref().expect("hostPath");
-        assert_eq!(hp.path, format!("/var/lib/skiff/storage/{name}_default_data"));
+        assert_eq!(
+            hp.path,
+            format!("/var/lib/skiff/storage/{name}_default_data")
+        );
         assert_eq!(hp.type_.as_deref(), Some("DirectoryOrCreate"));
         assert_eq!(spec.capacity, Some(q("3Gi")));
-        assert_eq!(spec.persistent_volume_reclaim_policy.as_deref(), Some("Delete"));
+        assert_eq!(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            Some("Delete")
+        );
         assert_eq!(spec.storage_class_name.as_deref(), Some("local-path"));
         assert!(node_affinity_admits(v, "node-b", &BTreeMap::new()));
         assert!(!node_affinity_admits(v, "node-a", &BTreeMap::new()));
-        assert_eq!(ann(&v.metadata, ANN_PROVISIONED_BY), Some(PROVISIONER_LOCAL_PATH));
-        assert_eq!(ann(&v.metadata, ANN_BOUND_BY_CONTROLLER), None, "pre-bound by provisioner");
+        assert_eq!(
+            ann(&v.metadata, ANN_PROVISIONED_BY),
+            Some(PROVISIONER_LOCAL_PATH)
+        );
+        assert_eq!(
+            ann(&v.metadata, ANN_BOUND_BY_CONTROLLER),
+            None,
+            "pre-bound by provisioner"
+        );
         assert_eq!(pv_phase(v), "Bound");
         let c = w.claim("data");
-        assert_eq!(ann(&c.metadata, ANN_STORAGE_PROVISIONER), Some(PROVISIONER_LOCAL_PATH));
-        assert_eq!(ann(&c.metadata, ANN_BETA_STORAGE_PROVISIONER), Some(PROVISIONER_LOCAL_PATH));
+        assert_eq!(
+            ann(&c.metadata, ANN_STORAGE_PROVISIONER),
+            Some(PROVISIONER_LOCAL_PATH)
+        );
+        assert_eq!(
+            ann(&c.metadata, ANN_BETA_STORAGE_PROVISIONER),
+            Some(PROVISIONER_LOCAL_PATH)
+        );
 
         // Deleting the claim releases and deletes the volume.
         w.claims.clear();
@@ -1486,10 +1593,16 @@ mod tests {
             ),
         ];
         for (name, claim, classes, reason, message) in cases {
-            let mut w = World { volumes: vec![], claims: vec![claim], classes };
+            let mut w = World {
+                volumes: vec![],
+                claims: vec![claim],
+                classes,
+            };
             let events = w.settle();
             assert!(
-                events.iter().any(|e| e.reason == reason && e.message == message),
+                events
+                    .iter()
+                    .any(|e| e.reason == reason && e.message == message),
                 "{name}: {events:?}"
             );
             assert!(w.volumes.is_empty(), "{name}");
@@ -1517,13 +1630,29 @@ mod tests {
         };
         // (case, volume, expected phase or None when deleted)
         let cases = vec![
-            ("retain keeps the volume", bound("Retain", None), Some("Released")),
-            ("delete local-path", bound("Delete", Some(PROVISIONER_LOCAL_PATH)), None),
-            ("delete external", bound("Delete", Some("ebs.csi.aws.com")), Some("Released")),
+            (
+                "retain keeps the volume",
+                bound("Retain", None),
+                Some("Released"),
+            ),
+            (
+                "delete local-path",
+                bound("Delete", Some(PROVISIONER_LOCAL_PATH)),
+                None,
+            ),
+            (
+                "delete external",
+                bound("Delete", Some("ebs.csi.aws.com")),
+                Some("Released"),
+            ),
             ("delete manual", bound("Delete", None), Some("Failed")),
         ];
         for (name, v, want) in cases {
-            let mut w = World { volumes: vec![v], claims: vec![], classes: vec![] };
+            let mut w = World {
+                volumes: vec![v],
+                claims: vec![],
+                classes: vec![],
+            };
             w.settle();
             assert_eq!(w.volume("v").map(pv_phase), want, "{name}");
         }
@@ -1541,7 +1670,11 @@ mod tests {
             phase: Some("Bound".into()),
             ..Default::default()
         });
-        let mut w = World { volumes: vec![], claims: vec![c.clone()], classes: vec![] };
+        let mut w = World {
+            volumes: vec![],
+            claims: vec![c.clone()],
+            classes: vec![],
+        };
         let events = w.settle();
         assert_eq!(pvc_phase(w.claim("c")), "Lost");
         assert_eq!(reasons(&events), vec!["ClaimLost"]);
@@ -1551,11 +1684,19 @@ mod tests {
         if let Some(s) = other.spec.as_mut() {
             s.claim_ref = Some(claim_reference(&pvc("x", "1Gi", Some(""), rwo)));
         }
-        let mut w = World { volumes: vec![other], claims: vec![c], classes: vec![] };
+        let mut w = World {
+            volumes: vec![other],
+            claims: vec![c],
+            classes: vec![],
+        };
         let actions = w.plan();
         w.apply(&actions);
         assert_eq!(pvc_phase(w.claim("c")), "Lost");
-        assert!(actions.iter().any(|a| matches!(a, Action::Event(e) if e.reason == "ClaimMisbound")));
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Event(e) if e.reason == "ClaimMisbound"))
+        );
     }
 
     #[test]
@@ -1574,7 +1715,13 @@ mod tests {
         }
         // (case, volumes, claim, bound?, event message)
         let cases = vec![
-            ("named volume binds", vec![pv("v", "1Gi", "", rwo)], named("v", "1Gi"), true, None),
+            (
+                "named volume binds",
+                vec![pv("v", "1Gi", "", rwo)],
+                named("v", "1Gi"),
+                true,
+                None,
+            ),
             (
                 "named volume too small",
                 vec![pv("v", "1Gi", "", rwo)],
@@ -1589,15 +1736,29 @@ mod tests {
                 false,
                 Some("volume \"taken\" already bound to a different claim."),
             ),
-            ("named volume missing", vec![], named("nope", "1Gi"), false, None),
+            (
+                "named volume missing",
+                vec![],
+                named("nope", "1Gi"),
+                false,
+                None,
+            ),
         ];
         for (name, volumes, claim, bound, message) in cases {
-            let mut w = World { volumes, claims: vec![claim], classes: vec![] };
+            let mut w = World {
+                volumes,
+                claims: vec![claim],
+                classes: vec![],
+            };
             let events = w.settle();
             assert_eq!(bound_volume(&w, "c").is_some(), bound, "{name}");
             if bound {
                 let c = w.claim("c");
-                assert_eq!(ann(&c.metadata, ANN_BOUND_BY_CONTROLLER), None, "{name}: user chose the volume");
+                assert_eq!(
+                    ann(&c.metadata, ANN_BOUND_BY_CONTROLLER),
+                    None,
+                    "{name}: user chose the volume"
+                );
             }
             if let Some(m) = message {
                 assert!(events.iter().any(|e| e.message == m), "{name}: {events:?}");
@@ -1643,7 +1804,9 @@ mod tests {
         assert!(claim_ref(s).is_none());
         assert_eq!(ann(&s.metadata, ANN_BOUND_BY_CONTROLLER), None);
         assert_eq!(
-            s.status.as_ref().and_then(|st| st.last_phase_transition_time.clone()),
+            s.status
+                .as_ref()
+                .and_then(|st| st.last_phase_transition_time.clone()),
             Some(chrono_to_time(now()))
         );
     }
@@ -1653,7 +1816,10 @@ mod tests {
         let sc = default_storage_class();
         assert!(is_default_class(&sc));
         assert_eq!(sc.provisioner, "rancher.io/local-path");
-        assert_eq!(sc.volume_binding_mode.as_deref(), Some("WaitForFirstConsumer"));
+        assert_eq!(
+            sc.volume_binding_mode.as_deref(),
+            Some("WaitForFirstConsumer")
+        );
         assert_eq!(sc.reclaim_policy.as_deref(), Some("Delete"));
     }
 }

@@ -1,0 +1,181 @@
+//! Deployment controller: rolls a Deployment's ReplicaSets towards its
+//! template (RollingUpdate within maxSurge/maxUnavailable, or Recreate),
+//! keeps revision annotations, cleans old ReplicaSets and writes the status
+//! `kubectl rollout status` reads. Decisions are `deployment::plan`.
+
+pub mod plan;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::events::Kind;
+use super::{Context, Error, ignore_gone};
+use crate::controllers::replicaset::plan::Event;
+
+fn record(ctx: &Context, d: &Deployment, ev: &Event) {
+    let kind = if ev.type_ == "Warning" {
+        Kind::Warning
+    } else {
+        Kind::Normal
+    };
+    ctx.recorder.record(d, kind, ev.reason, &ev.message);
+}
+
+async fn write_status(
+    api: &Api<Deployment>,
+    name: &str,
+    st: &k8s_openapi::api::apps::v1::DeploymentStatus,
+) -> Result<(), Error> {
+    ignore_gone(
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": st })),
+        )
+        .await,
+    )
+}
+
+async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = d.namespace().unwrap_or_default();
+    let name = d.name_any();
+    let now = Utc::now();
+    let rss = ctx.replicasets.in_namespace(&ns);
+    let pods = ctx.pods.in_namespace(&ns);
+    let out = plan::plan(&d, &rss, &pods, now);
+    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let pp = PostParams::default();
+    for action in &out.actions {
+        match action {
+            plan::Action::AdoptReplicaSet(p) | plan::Action::ReleaseReplicaSet(p) => {
+                ignore_gone(
+                    rs_api
+                        .patch(
+                            &p.name,
+                            &PatchParams::default(),
+                            &Patch::Strategic(&p.patch),
+                        )
+                        .await,
+                )?;
+            }
+            plan::Action::CreateReplicaSet(rs) => match rs_api.create(&pp, rs).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    let existing = rs_api.get(&rs.name_any()).await?;
+                    if let plan::CreateConflict::BumpCollisionCount(st) =
+                        plan::on_create_conflict(&d, &existing)
+                    {
+                        write_status(&api, &name, &st).await?;
+                    }
+                    return Ok(Action::requeue(std::time::Duration::from_millis(200)));
+                }
+                Err(e) => {
+                    let (ev, st) = plan::on_create_error(&d, &rs.name_any(), &e.to_string(), now);
+                    record(&ctx, &d, &ev);
+                    if let Some(st) = st {
+                        write_status(&api, &name, &st).await?;
+                    }
+                    return Err(e.into());
+                }
+            },
+            plan::Action::UpdateReplicaSet(rs) => {
+                ignore_gone(rs_api.replace(&rs.name_any(), &pp, rs).await)?;
+            }
+            plan::Action::DeleteReplicaSet { name, uid } => {
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                ignore_gone(rs_api.delete(name, &dp).await)?;
+            }
+            plan::Action::Event(ev) => record(&ctx, &d, ev),
+        }
+    }
+    if let Some(rev) = &out.revision
+        && d.annotations().get(plan::REVISION) != Some(rev)
+    {
+        let patch = json!({ "metadata": { "annotations": { plan::REVISION: rev } } });
+        ignore_gone(
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await,
+        )?;
+    }
+    if let Some(st) = &out.status {
+        write_status(&api, &name, st).await?;
+    }
+    Ok(match out.requeue_after {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+/// Deployments a ReplicaSet change concerns: its controller, or for an
+/// orphan the Deployments whose selector matches it.
+fn deployments_for_rs(store: &Store<Deployment>, rs: &ReplicaSet) -> Vec<ObjectRef<Deployment>> {
+    let ns = rs.namespace().unwrap_or_default();
+    if let Some(r) = super::podutil::controller_ref(&rs.metadata) {
+        return if r.kind == "Deployment" {
+            vec![ObjectRef::new(&r.name).within(&ns)]
+        } else {
+            vec![]
+        };
+    }
+    let empty = Default::default();
+    store
+        .state()
+        .iter()
+        .filter(|d| d.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|d| {
+            d.spec.as_ref().is_some_and(|s| {
+                super::podutil::selector_matches(
+                    &s.selector,
+                    rs.metadata.labels.as_ref().unwrap_or(&empty),
+                )
+            })
+        })
+        .map(|d| ObjectRef::from_obj(&**d))
+        .collect()
+}
+
+pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let store = ctx.deployments.store();
+    let rs_store = ctx.replicasets.store();
+    let deploy_store = ctx.deployments.store();
+    Controller::for_shared_stream(ctx.deployments.subscribe(), ctx.deployments.store())
+        .watches_shared_stream(ctx.replicasets.subscribe(), move |rs: Arc<ReplicaSet>| {
+            deployments_for_rs(&store, &rs)
+        })
+        // Recreate waits for old pods to go away: pod → ReplicaSet → Deployment
+        .watches_shared_stream(ctx.pods.subscribe(), move |pod: Arc<Pod>| {
+            let ns = pod.namespace().unwrap_or_default();
+            let rs = super::podutil::controller_ref(&pod.metadata)
+                .filter(|r| r.kind == "ReplicaSet")
+                .and_then(|r| rs_store.get(&ObjectRef::new(&r.name).within(&ns)))?;
+            let d =
+                super::podutil::controller_ref(&rs.metadata).filter(|r| r.kind == "Deployment")?;
+            let key = ObjectRef::new(&d.name).within(&ns);
+            let recreate = deploy_store.get(&key).is_some_and(|d| {
+                d.spec
+                    .as_ref()
+                    .and_then(|s| s.strategy.as_ref())
+                    .and_then(|s| s.type_.as_deref())
+                    == Some("Recreate")
+            });
+            recreate.then_some(key)
+        })
+        .run(reconcile, super::error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+}

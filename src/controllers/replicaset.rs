@@ -1,0 +1,207 @@
+//! ReplicaSet and ReplicationController controller: keeps `replicas` pods of
+//! each owner alive, adopting orphans that match its selector and releasing
+//! pods that no longer do. Decisions come from `replicaset::plan`; this shell
+//! applies them (slow-start create batches, deletes with uid preconditions),
+//! keeps expectations so a lagging cache never double-creates, records events
+//! and writes status.
+
+pub mod plan;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::events::Kind;
+use super::{Context, Error, ignore_gone};
+
+/// Owners (of kind `K`) a pod change concerns: its controller, or for an
+/// orphan every owner in the namespace whose selector matches it.
+fn owners_for_pod<K>(
+    store: &Store<K>,
+    pod: &Pod,
+    owner: impl for<'a> Fn(&'a K) -> plan::Owner<'a>,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let ns = pod.namespace().unwrap_or_default();
+    if let Some(r) = super::podutil::controller_ref(&pod.metadata) {
+        if r.kind == K::kind(&()) {
+            return vec![ObjectRef::new(&r.name).within(&ns)];
+        }
+        return vec![];
+    }
+    store
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns.as_str()))
+        .filter(|o| owner(o).selects(pod.metadata.labels.as_ref()))
+        .map(|o| ObjectRef::from_obj(&**o))
+        .collect()
+}
+
+/// One sync of either kind; `write_status` gets the computed status.
+async fn sync<K>(
+    obj: &K,
+    owner: plan::Owner<'_>,
+    ctx: &Context,
+    status_changed: impl Fn(&plan::Status) -> Option<serde_json::Value>,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let now = Utc::now();
+    let ns = owner.namespace.clone();
+    let pods = ctx.pods.in_namespace(&ns);
+    let cached = |name: &str| {
+        pods.iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .map(|p| p.metadata.deletion_timestamp.is_some())
+    };
+    let manage = ctx.expectations.satisfied(&owner.uid, now, cached);
+    let mut out = plan::plan(&owner, &pods, now, manage);
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    for p in out.adopt.iter().chain(out.release.iter()) {
+        ignore_gone(
+            pod_api
+                .patch(
+                    &p.name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(&p.patch),
+                )
+                .await,
+        )?;
+    }
+    let mut failure = None;
+    if !out.create.is_empty() {
+        let mut remaining = out.create.drain(..);
+        'batches: for size in plan::slow_start_batches(remaining.len()) {
+            let batch: Vec<Pod> = remaining.by_ref().take(size).collect();
+            let pp = PostParams::default();
+            let results =
+                futures::future::join_all(batch.iter().map(|p| pod_api.create(&pp, p))).await;
+            for r in results {
+                match r {
+                    Ok(p) => {
+                        let name = p.name_any();
+                        ctx.expectations.created(&owner.uid, name.clone(), now);
+                        let ev = plan::event_created(&name);
+                        ctx.recorder
+                            .record(obj, Kind::Normal, ev.reason, &ev.message);
+                    }
+                    Err(e) => {
+                        let ev = plan::event_create_failed(&e.to_string());
+                        ctx.recorder
+                            .record(obj, Kind::Warning, ev.reason, &ev.message);
+                        failure = Some(e.to_string());
+                    }
+                }
+            }
+            if failure.is_some() {
+                break 'batches;
+            }
+        }
+    }
+    for d in &out.delete {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(d.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        ctx.expectations.deleted(&owner.uid, d.name.clone(), now);
+        match ignore_gone(pod_api.delete(&d.name, &dp).await) {
+            Ok(()) => {
+                let ev = plan::event_deleted(&d.name);
+                ctx.recorder
+                    .record(obj, Kind::Normal, ev.reason, &ev.message);
+            }
+            Err(e) => {
+                let ev = plan::event_delete_failed(&e.to_string());
+                ctx.recorder
+                    .record(obj, Kind::Warning, ev.reason, &ev.message);
+                failure = Some(e.to_string());
+            }
+        }
+    }
+    if let Some(err) = &failure {
+        plan::record_manage_error(&owner, &mut out.status, out.diff, err, now);
+    }
+    if let Some(status) = status_changed(&out.status) {
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+        ignore_gone(
+            api.patch_status(
+                &owner.name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "status": status })),
+            )
+            .await,
+        )?;
+    }
+    if failure.is_some() {
+        return Ok(Action::requeue(std::time::Duration::from_secs(2)));
+    }
+    Ok(match out.requeue_after {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+async fn reconcile_rs(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let owner = plan::Owner::from_replica_set(&rs);
+    sync(&*rs, owner, &ctx, |st| {
+        let new = st.to_replica_set();
+        (rs.status.as_ref() != Some(&new)).then(|| serde_json::to_value(new).unwrap_or_default())
+    })
+    .await
+}
+
+async fn reconcile_rc(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let owner = plan::Owner::from_replication_controller(&rc);
+    sync(&*rc, owner, &ctx, |st| {
+        let new = st.to_replication_controller();
+        (rc.status.as_ref() != Some(&new)).then(|| serde_json::to_value(new).unwrap_or_default())
+    })
+    .await
+}
+
+pub fn run_replicasets(
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let store = ctx.replicasets.store();
+    Controller::for_shared_stream(ctx.replicasets.subscribe(), ctx.replicasets.store())
+        .watches_shared_stream(ctx.pods.subscribe(), move |pod: Arc<Pod>| {
+            owners_for_pod(&store, &pod, |o| plan::Owner::from_replica_set(o))
+        })
+        .run(reconcile_rs, super::error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+}
+
+pub fn run_replicationcontrollers(
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let store = ctx.replicationcontrollers.store();
+    Controller::for_shared_stream(
+        ctx.replicationcontrollers.subscribe(),
+        ctx.replicationcontrollers.store(),
+    )
+    .watches_shared_stream(ctx.pods.subscribe(), move |pod: Arc<Pod>| {
+        owners_for_pod(&store, &pod, |o| {
+            plan::Owner::from_replication_controller(o)
+        })
+    })
+    .run(reconcile_rc, super::error_policy, ctx)
+    .for_each(|_| futures::future::ready(()))
+}
