@@ -276,6 +276,18 @@ impl SkiffServer {
         server
     }
 
+    /// The server's resident memory (`VmRSS` from /proc), e.g. "52 MiB".
+    pub fn rss(&self) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            .map(|kb| format!("{} MiB", kb / 1024))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
     /// The admin client from the kubeconfig the server wrote.
     pub fn target(&self) -> Target {
         let creds = read_kubeconfig(&self.dir.path().join("kc.yaml")).expect("kubeconfig written");

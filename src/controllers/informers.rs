@@ -79,7 +79,7 @@ where
             let cfg = watcher::Config::default().any_semantic();
             let mut stream = watcher(me.api.clone(), cfg).boxed();
             while let Some(ev) = stream.next().await {
-                let ev = match ev {
+                let mut ev = match ev {
                     Ok(ev) => ev,
                     Err(e) => {
                         tracing::debug!("informer watch error: {e}");
@@ -87,6 +87,15 @@ where
                         continue;
                     }
                 };
+                // nobody here reads managedFields: do not keep them in memory
+                match &mut ev {
+                    watcher::Event::Apply(o)
+                    | watcher::Event::InitApply(o)
+                    | watcher::Event::Delete(o) => {
+                        o.meta_mut().managed_fields = None;
+                    }
+                    _ => {}
+                }
                 let mut out: Vec<Arc<K>> = Vec::new();
                 match &ev {
                     watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => {
