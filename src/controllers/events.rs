@@ -14,6 +14,27 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 
+/// The upstream controller name that reports events about `kind`, which
+/// `kubectl describe` shows under "From".
+fn component_for(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "Deployment" => "deployment-controller",
+        "ReplicaSet" => "replicaset-controller",
+        "ReplicationController" => "replication-controller",
+        "StatefulSet" => "statefulset-controller",
+        "DaemonSet" => "daemonset-controller",
+        "Job" => "job-controller",
+        "CronJob" => "cronjob-controller",
+        "HorizontalPodAutoscaler" => "horizontal-pod-autoscaler",
+        "Service" => "endpoint-controller",
+        "Endpoints" => "endpoint-controller",
+        "PersistentVolumeClaim" | "PersistentVolume" => "persistentvolume-controller",
+        "Node" => "node-controller",
+        "PodDisruptionBudget" => "controllermanager",
+        _ => return None,
+    })
+}
+
 /// `Normal` or `Warning`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -57,7 +78,12 @@ impl Recorder {
     }
 
     pub fn record_ref(&self, reference: ObjectReference, kind: Kind, reason: &str, message: &str) {
-        let me = self.clone();
+        let mut me = self.clone();
+        if me.component == "kube-controller-manager"
+            && let Some(c) = reference.kind.as_deref().and_then(component_for)
+        {
+            me.component = c.to_string();
+        }
         let reason = reason.to_string();
         let message = message.to_string();
         tokio::spawn(async move { me.write(reference, kind, reason, message).await });

@@ -11,6 +11,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod expectations;
+pub mod hpa;
 pub mod informers;
 pub mod leader;
 pub mod podutil;
@@ -110,6 +111,7 @@ pub async fn run_all(client: kube::Client, config: Config) {
     set.spawn(replicaset::run_replicasets(ctx.clone()));
     set.spawn(replicaset::run_replicationcontrollers(ctx.clone()));
     set.spawn(deployment::run(ctx.clone()));
+    set.spawn(hpa::run(ctx.clone()));
     // informers start after every controller has subscribed
     set.spawn(run_forever(namespaces.start()));
     set.spawn(run_forever(ctx.pods.start()));
@@ -125,7 +127,7 @@ pub async fn run_all(client: kube::Client, config: Config) {
     while set.join_next().await.is_some() {}
 }
 
-async fn run_forever(h: tokio::task::JoinHandle<()>) {
+pub async fn run_forever(h: tokio::task::JoinHandle<()>) {
     struct AbortOnDrop(tokio::task::JoinHandle<()>);
     impl Drop for AbortOnDrop {
         fn drop(&mut self) {
