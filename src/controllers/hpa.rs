@@ -26,10 +26,13 @@ use super::{Context, Error, ignore_gone, run_forever};
 
 const SYNC_PERIOD: Duration = Duration::from_secs(15);
 
+/// (when, replicas) recommendations of one HPA.
+type Recommendations = Vec<(chrono::DateTime<Utc>, i32)>;
+
 struct State {
     ctx: Arc<Context>,
     /// HPA uid → recent recommendations (stabilization window).
-    history: Mutex<HashMap<String, Vec<(chrono::DateTime<Utc>, i32)>>>,
+    history: Mutex<HashMap<String, Recommendations>>,
 }
 
 /// The target's current replicas and pod selector, via its scale subresource.
