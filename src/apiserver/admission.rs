@@ -14,9 +14,7 @@
 //! Invariant: refusals are 403 `<plural> "<name>" is forbidden: <why>`;
 //! dry-run requests are checked but charge nothing.
 
-use k8s_openapi::api::core::v1::{
-    LimitRange, PersistentVolumeClaim, Pod, ResourceQuota, Service,
-};
+use k8s_openapi::api::core::v1::{LimitRange, PersistentVolumeClaim, Pod, ResourceQuota, Service};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -59,9 +57,7 @@ async fn list_typed<T: DeserializeOwned>(
     let Some(res) = reg.kinds.get("", "v1", plural) else {
         return Ok(Vec::new());
     };
-    let out = reg
-        .list(&res, Some(ns), &ListOptions::default())
-        .await?;
+    let out = reg.list(&res, Some(ns), &ListOptions::default()).await?;
     Ok(out
         .items
         .into_iter()
@@ -80,8 +76,10 @@ pub async fn mutate(
     ns: Option<&str>,
     obj: &mut Value,
 ) -> ApiResult<bool> {
-    let (Some(ns), true) = (ns, is_core(res, "Pod") || is_core(res, "PersistentVolumeClaim"))
-    else {
+    let (Some(ns), true) = (
+        ns,
+        is_core(res, "Pod") || is_core(res, "PersistentVolumeClaim"),
+    ) else {
         return Ok(false);
     };
     let ranges: Vec<LimitRange> = list_typed::<LimitRange>(reg, "limitranges", ns)
@@ -215,7 +213,10 @@ pub async fn charge_quota(
             let mut stored: Value = serde_json::from_slice(&kv.value)
                 .map_err(|e| ApiError::internal(format!("corrupt object {}: {e}", kv.key)))?;
             stored["status"]["used"] = json!(used);
-            match reg.controller_update(&kv.key, kv.mod_revision, stored).await {
+            match reg
+                .controller_update(&kv.key, kv.mod_revision, stored)
+                .await
+            {
                 Ok(_) => {
                     done.insert(kv.key.clone());
                 }
@@ -237,4 +238,36 @@ pub async fn charge_quota(
         "",
         "too many concurrent updates to the namespace's quotas",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_range_defaults_are_written_back_without_touching_the_rest() {
+        let mut obj = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx", "extra": 1}]}
+        });
+        let mut pod: Pod = serde_json::from_value(obj.clone()).unwrap_or_default();
+        let range: LimitRange = serde_json::from_value(json!({
+            "spec": {"limits": [{"type": "Container", "default": {"cpu": "200m"}}]}
+        }))
+        .unwrap_or_default();
+        assert!(plan::apply_limit_ranges(&mut pod, &[range]).is_ok());
+        write_back_pod(&mut obj, &pod);
+        assert_eq!(
+            obj["spec"]["containers"][0]["resources"],
+            json!({"limits": {"cpu": "200m"}, "requests": {"cpu": "200m"}})
+        );
+        assert_eq!(obj["spec"]["containers"][0]["extra"], json!(1));
+        assert_eq!(obj["metadata"]["labels"], json!({"a": "b"}));
+        assert!(
+            obj["metadata"]["annotations"][plan::LIMIT_RANGER_ANNOTATION]
+                .as_str()
+                .is_some_and(|s| s.starts_with("LimitRanger plugin set: cpu request"))
+        );
+    }
 }

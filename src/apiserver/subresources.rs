@@ -485,18 +485,24 @@ async fn eviction(
                         "causes": [{"reason": "DisruptionBudget", "message": cause}]
                     })));
                 }
-                err.retry_after = e.retry_after_seconds.and_then(|s| u32::try_from(s).ok()).filter(|s| *s > 0);
+                err.retry_after = e
+                    .retry_after_seconds
+                    .and_then(|s| u32::try_from(s).ok())
+                    .filter(|s| *s > 0);
                 return Err(err);
             }
         };
         if let Some(update) = ok.pdb_update.filter(|_| !opts.dry_run) {
             let pdb_name = update.metadata.name.clone().unwrap_or_default();
-            let Some(pdb_kv) = listed.items.iter().find(|kv| {
-                kv.key == pdb_res.key(ns, &pdb_name)
-            }) else {
+            let Some(pdb_kv) = listed
+                .items
+                .iter()
+                .find(|kv| kv.key == pdb_res.key(ns, &pdb_name))
+            else {
                 continue;
             };
-            let body = serde_json::to_value(&update).map_err(|e| ApiError::internal(e.to_string()))?;
+            let body =
+                serde_json::to_value(&update).map_err(|e| ApiError::internal(e.to_string()))?;
             match app
                 .registry
                 .controller_update(&pdb_kv.key, pdb_kv.mod_revision, body)
@@ -505,7 +511,12 @@ async fn eviction(
                 Ok(_) => {}
                 Err(crate::store::StoreError::Conflict { .. }) => continue,
                 Err(e) => {
-                    return Err(ApiError::from_store(e, "policy", "poddisruptionbudgets", &pdb_name));
+                    return Err(ApiError::from_store(
+                        e,
+                        "policy",
+                        "poddisruptionbudgets",
+                        &pdb_name,
+                    ));
                 }
             }
         }
@@ -518,7 +529,11 @@ async fn eviction(
                 let s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
                 Ok(json_response(StatusCode::CREATED, &s, &[]))
             }
-            Err(e) if e.code == 409 && ok.require_pod_resource_version && opts.precondition_rv.is_none() => {
+            Err(e)
+                if e.code == 409
+                    && ok.require_pod_resource_version
+                    && opts.precondition_rv.is_none() =>
+            {
                 Err(refused())
             }
             Err(e) => Err(e),

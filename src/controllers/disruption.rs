@@ -30,7 +30,10 @@ use super::informers::Informer;
 use super::{Context, Error, ignore_gone, run_forever};
 
 /// PDBs of the pod's namespace that select it.
-fn pdbs_for_pod(pdbs: &Store<PodDisruptionBudget>, pod: &Pod) -> Vec<ObjectRef<PodDisruptionBudget>> {
+fn pdbs_for_pod(
+    pdbs: &Store<PodDisruptionBudget>,
+    pod: &Pod,
+) -> Vec<ObjectRef<PodDisruptionBudget>> {
     pdbs.state()
         .iter()
         .filter(|p| plan::pdb_selects(p, pod))
@@ -55,35 +58,32 @@ fn scales(
         if out.contains_key(&r.uid) {
             continue;
         }
-        let key = |name: &str| (name.to_string(), ns.to_string());
         let found = match r.kind.as_str() {
-            "ReplicaSet" => {
-                let (name, ns) = key(&r.name);
-                ctx.replicasets
-                    .store()
-                    .get(&ObjectRef::new(&name).within(&ns))
-                    .filter(|rs| rs.metadata.uid.as_deref() == Some(r.uid.as_str()))
-                    .map(|rs| {
-                        let dep = super::podutil::controller_ref(&rs.metadata)
-                            .filter(|d| d.kind == "Deployment")
-                            .and_then(|d| {
-                                ctx.deployments
-                                    .store()
-                                    .get(&ObjectRef::new(&d.name).within(&ns))
-                                    .filter(|x| x.metadata.uid.as_deref() == Some(d.uid.as_str()))
-                            });
-                        match dep {
-                            Some(d) => plan::ControllerScale {
-                                uid: d.metadata.uid.clone().unwrap_or_default(),
-                                replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-                            },
-                            None => plan::ControllerScale {
-                                uid: r.uid.clone(),
-                                replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-                            },
-                        }
-                    })
-            }
+            "ReplicaSet" => ctx
+                .replicasets
+                .store()
+                .get(&ObjectRef::new(&r.name).within(ns))
+                .filter(|rs| rs.metadata.uid.as_deref() == Some(r.uid.as_str()))
+                .map(|rs| {
+                    let dep = super::podutil::controller_ref(&rs.metadata)
+                        .filter(|d| d.kind == "Deployment")
+                        .and_then(|d| {
+                            ctx.deployments
+                                .store()
+                                .get(&ObjectRef::new(&d.name).within(ns))
+                                .filter(|x| x.metadata.uid.as_deref() == Some(d.uid.as_str()))
+                        });
+                    match dep {
+                        Some(d) => plan::ControllerScale {
+                            uid: d.metadata.uid.clone().unwrap_or_default(),
+                            replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                        },
+                        None => plan::ControllerScale {
+                            uid: r.uid.clone(),
+                            replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                        },
+                    }
+                }),
             "StatefulSet" => statefulsets
                 .get(&ObjectRef::new(&r.name).within(ns))
                 .filter(|s| s.metadata.uid.as_deref() == Some(r.uid.as_str()))

@@ -185,15 +185,14 @@ fn forward<K>(
 where
     K: Resource + Send + Sync + 'static,
 {
-    stream
-        .for_each(move |o| {
-            if let Some(ns) = o.meta().namespace.as_deref()
-                && !quotas.in_namespace(ns).is_empty()
-            {
-                let _ = tx.send(ns.to_string());
-            }
-            futures::future::ready(())
-        })
+    stream.for_each(move |o| {
+        if let Some(ns) = o.meta().namespace.as_deref()
+            && !quotas.in_namespace(ns).is_empty()
+        {
+            let _ = tx.send(ns.to_string());
+        }
+        futures::future::ready(())
+    })
 }
 
 /// Namespaces with secret changes (metadata only: secrets are not cached).
@@ -268,7 +267,11 @@ pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 
     // subscriptions are taken now, before any informer starts
     let pods = forward(ctx.pods.subscribe().boxed(), quotas.clone(), tx.clone());
     let services = forward(ctx.services.subscribe().boxed(), quotas.clone(), tx.clone());
-    let configmaps = forward(ctx.configmaps.subscribe().boxed(), quotas.clone(), tx.clone());
+    let configmaps = forward(
+        ctx.configmaps.subscribe().boxed(),
+        quotas.clone(),
+        tx.clone(),
+    );
     let rcs = forward(
         ctx.replicationcontrollers.subscribe().boxed(),
         quotas.clone(),
@@ -276,8 +279,7 @@ pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 
     );
     let claims = forward(pvcs.subscribe().boxed(), quotas.clone(), tx.clone());
     let quota_tx = tx.clone();
-    let quota_stream: BoxStream<'static, Arc<ResourceQuota>> =
-        quotas.subscribe().boxed();
+    let quota_stream: BoxStream<'static, Arc<ResourceQuota>> = quotas.subscribe().boxed();
     let quota_changes = quota_stream.for_each(move |q: Arc<ResourceQuota>| {
         if needs_sync(&q)
             && let Some(ns) = q.namespace()
@@ -305,5 +307,66 @@ pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 
             run_forever(quotas.start()),
             run_forever(pvcs.start()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ResourceQuotaSpec, ResourceQuotaStatus};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
+    fn quota(hard: Pairs, status: Option<(Pairs, Pairs)>) -> ResourceQuota {
+        let list = |kv: &[(&str, &str)]| -> BTreeMap<String, Quantity> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                .collect()
+        };
+        ResourceQuota {
+            spec: Some(ResourceQuotaSpec {
+                hard: Some(list(hard)),
+                ..Default::default()
+            }),
+            status: status.map(|(h, u)| ResourceQuotaStatus {
+                hard: Some(list(h)),
+                used: Some(list(u)),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn syncs_only_when_status_lags_spec() {
+        let hard: &[(&str, &str)] = &[("pods", "2"), ("secrets", "3")];
+        assert!(needs_sync(&quota(hard, None)));
+        assert!(needs_sync(&quota(
+            hard,
+            Some((&[("pods", "2")], &[("pods", "0")]))
+        )));
+        assert!(needs_sync(&quota(hard, Some((hard, &[("pods", "1")])))));
+        // a charge by admission (used changed) does not trigger a sync
+        assert!(!needs_sync(&quota(
+            hard,
+            Some((hard, &[("pods", "1"), ("secrets", "0")]))
+        )));
+    }
+
+    #[test]
+    fn counts_what_usage_functions_do_not_measure() {
+        let q = Arc::new(quota(
+            &[
+                ("count/pods", "1"),
+                ("count/deployments.apps", "1"),
+                ("secrets", "1"),
+                ("count/configmaps", "1"),
+                ("services", "1"),
+                ("requests.cpu", "1"),
+            ],
+            None,
+        ));
+        let got: Vec<String> = counted_resources(&[q]).into_iter().collect();
+        assert_eq!(got, ["configmaps", "deployments.apps", "secrets"]);
     }
 }
