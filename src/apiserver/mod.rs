@@ -5,6 +5,7 @@
 //! controllers, scheduler or kubelet; those reach it through the same
 //! router (in-process) or over HTTPS.
 
+pub mod admission;
 pub mod authn;
 pub mod controllers;
 pub mod discovery;

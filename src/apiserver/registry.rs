@@ -790,6 +790,11 @@ impl Registry {
         }
         Self::reset_status_for_create(res, obj);
         self.apply_defaults(res, obj);
+        if super::admission::mutate(self, res, ns, obj).await? && obj["status"].is_object() {
+            // LimitRange defaults may change the pod's QoS class
+            let qos = obj.as_object().map(defaults::pod_qos_class);
+            obj["status"]["qosClass"] = json!(qos.unwrap_or("BestEffort"));
+        }
         self.validate(res, None, obj)?;
         if is_crd(res) {
             let status = super::controllers::established_status(obj, &now_rfc3339());
@@ -826,6 +831,7 @@ impl Registry {
         } else {
             None
         };
+        super::admission::charge_quota(self, res, ns, &obj, opts.dry_run).await?;
         if opts.dry_run {
             return Ok(Written {
                 object: self.present(res, obj),

@@ -416,6 +416,11 @@ async fn binding(
     ))
 }
 
+/// `POST pods/<name>/eviction`: delete the pod unless that would violate
+/// its PodDisruptionBudget (upstream `EvictionREST`). The decision is
+/// `disruption::plan::eviction_allowed`; an allowed eviction first records
+/// the disruption in the PDB's status (resourceVersion precondition; on a
+/// conflict everything is read and decided again), then deletes the pod.
 async fn eviction(
     app: &Arc<AppState>,
     res: &Arc<Resource>,
@@ -424,18 +429,126 @@ async fn eviction(
     headers: &HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    use crate::controllers::disruption::plan as pdb_plan;
     let ev = negotiate::decode_body(headers, &body, Some(("policy/v1", "Eviction")))?;
     let mut opts = DeleteOptions::default();
-    if let Some(d) = ev.get("deleteOptions") {
+    if let Some(d) = ev.get("deleteOptions").filter(|d| d.is_object()) {
         opts.grace_period_seconds = d.get("gracePeriodSeconds").and_then(Value::as_i64);
         opts.dry_run = d
             .get("dryRun")
             .and_then(Value::as_array)
             .is_some_and(|a| a.iter().any(|x| x == "All"));
+        opts.precondition_uid = d
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from);
+        opts.precondition_rv = d
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from);
     }
-    app.registry.delete(res, ns, name, &opts).await?;
-    let s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-    Ok(json_response(StatusCode::CREATED, &s, &[]))
+    let pdb_res = app
+        .registry
+        .kinds
+        .get("policy", "v1", "poddisruptionbudgets")
+        .ok_or_else(|| ApiError::internal("poddisruptionbudgets are not served"))?;
+    let refused = || {
+        let mut e = ApiError::new(429, "TooManyRequests", pdb_plan::EVICTION_REFUSED);
+        e.details = Some(Box::new(json!({})));
+        e
+    };
+    for _ in 0..10 {
+        let (kv, pod_json) = app.registry.get_kv(res, ns, name).await?;
+        let Ok(pod) = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod_json) else {
+            break;
+        };
+        let listed = app
+            .registry
+            .list(&pdb_res, ns, &super::registry::ListOptions::default())
+            .await?;
+        let pdbs: Vec<k8s_openapi::api::policy::v1::PodDisruptionBudget> = listed
+            .items
+            .iter()
+            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+            .collect();
+        let ok = match pdb_plan::eviction_allowed(&pdbs, &pod, chrono::Utc::now()) {
+            Ok(ok) => ok,
+            Err(e) => {
+                let reason = match e.reason.as_str() {
+                    "TooManyRequests" => "TooManyRequests",
+                    "Forbidden" => "Forbidden",
+                    _ => "",
+                };
+                let mut err = ApiError::new(e.code, reason, e.message);
+                if let Some(cause) = e.cause {
+                    err.details = Some(Box::new(json!({
+                        "causes": [{"reason": "DisruptionBudget", "message": cause}]
+                    })));
+                }
+                err.retry_after = e
+                    .retry_after_seconds
+                    .and_then(|s| u32::try_from(s).ok())
+                    .filter(|s| *s > 0);
+                return Err(err);
+            }
+        };
+        if let Some(update) = ok.pdb_update.filter(|_| !opts.dry_run) {
+            let pdb_name = update.metadata.name.clone().unwrap_or_default();
+            let Some(pdb_kv) = listed
+                .items
+                .iter()
+                .find(|kv| kv.key == pdb_res.key(ns, &pdb_name))
+            else {
+                continue;
+            };
+            let body =
+                serde_json::to_value(&update).map_err(|e| ApiError::internal(e.to_string()))?;
+            match app
+                .registry
+                .controller_update(&pdb_kv.key, pdb_kv.mod_revision, body)
+                .await
+            {
+                Ok(_) => {}
+                Err(crate::store::StoreError::Conflict { .. }) => continue,
+                Err(e) => {
+                    return Err(ApiError::from_store(
+                        e,
+                        "policy",
+                        "poddisruptionbudgets",
+                        &pdb_name,
+                    ));
+                }
+            }
+        }
+        let mut del = opts.clone();
+        if ok.require_pod_resource_version && del.precondition_rv.is_none() {
+            del.precondition_rv = Some(kv.mod_revision.to_string());
+        }
+        return match app.registry.delete(res, ns, name, &del).await {
+            Ok(_) => {
+                let s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+                Ok(json_response(StatusCode::CREATED, &s, &[]))
+            }
+            Err(e)
+                if e.code == 409
+                    && ok.require_pod_resource_version
+                    && opts.precondition_rv.is_none() =>
+            {
+                Err(refused())
+            }
+            Err(e) => Err(e),
+        };
+    }
+    // undecodable pod, or too many concurrent PDB writes: plain delete / 429
+    match app.registry.get(res, ns, name).await {
+        Ok(p) if serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(p.clone()).is_err() => {
+            app.registry.delete(res, ns, name, &opts).await?;
+            let s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+            Ok(json_response(StatusCode::CREATED, &s, &[]))
+        }
+        Ok(_) => Err(refused()),
+        Err(e) => Err(e),
+    }
 }
 
 /// `POST serviceaccounts/<name>/token` (TokenRequest): a bound ES256 token.

@@ -7,6 +7,7 @@
 //! lease (see `leader`), so at most one server acts at a time.
 
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod hpa;
 pub mod informers;
 pub mod leader;
 pub mod podutil;
+pub mod quota;
 pub mod replicaset;
 pub mod serviceaccount;
 
@@ -112,6 +114,8 @@ pub async fn run_all(client: kube::Client, config: Config) {
     set.spawn(replicaset::run_replicationcontrollers(ctx.clone()));
     set.spawn(deployment::run(ctx.clone()));
     set.spawn(hpa::run(ctx.clone()));
+    set.spawn(disruption::run(ctx.clone()));
+    set.spawn(quota::run(ctx.clone()));
     // informers start after every controller has subscribed
     set.spawn(run_forever(namespaces.start()));
     set.spawn(run_forever(ctx.pods.start()));
