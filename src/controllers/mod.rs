@@ -6,16 +6,20 @@
 //! Invariant: everything here runs inside the `kube-controller-manager`
 //! lease (see `leader`), so at most one server acts at a time.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod expectations;
+pub mod history;
 pub mod informers;
 pub mod leader;
+pub mod owned;
 pub mod podutil;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +114,8 @@ pub async fn run_all(client: kube::Client, config: Config) {
     set.spawn(replicaset::run_replicasets(ctx.clone()));
     set.spawn(replicaset::run_replicationcontrollers(ctx.clone()));
     set.spawn(deployment::run(ctx.clone()));
+    set.spawn(statefulset::run(ctx.clone()));
+    set.spawn(daemonset::run(ctx.clone()));
     // informers start after every controller has subscribed
     set.spawn(run_forever(namespaces.start()));
     set.spawn(run_forever(ctx.pods.start()));

@@ -798,15 +798,15 @@ pub(crate) mod tests {
             namespace: "ns".into(),
             name: "web".into(),
         };
-        assert_eq!(plan(None, &[], Some(&ep), None), del);
+        assert_eq!(plan(None, &[] as &[Pod], Some(&ep), None), del);
         let mut leader = ep.clone();
         leader.metadata.annotations =
             Some([(LEADER_ANNOTATION.to_string(), "{}".to_string())].into());
         assert_eq!(
-            plan(None, &[], Some(&leader), None),
+            plan(None, &[] as &[Pod], Some(&leader), None),
             EndpointsAction::Nothing
         );
-        assert_eq!(plan(None, &[], None, None), EndpointsAction::Nothing);
+        assert_eq!(plan(None, &[] as &[Pod], None, None), EndpointsAction::Nothing);
     }
 
     #[test]
