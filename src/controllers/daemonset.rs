@@ -158,7 +158,10 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 }
             }
             plan::Action::DeletePod { name, uid: pod_uid } => {
-                match pod_api.delete(name, &delete_with_uid(pod_uid.as_ref())).await {
+                match pod_api
+                    .delete(name, &delete_with_uid(pod_uid.as_ref()))
+                    .await
+                {
                     Ok(_) => {
                         ctx.inflight.deleted(&uid, name, pod_uid.clone(), now);
                         Ok(None)

@@ -26,6 +26,7 @@ pub struct Recorder {
     client: kube::Client,
     component: String,
     /// (object uid, reason, message) → (event namespace, event name, count)
+    #[allow(clippy::type_complexity)]
     seen: Arc<Mutex<HashMap<(String, String, String), (String, String, i32)>>>,
 }
 

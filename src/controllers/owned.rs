@@ -96,8 +96,7 @@ impl Inflight {
         }
         for name in e.deleted.keys() {
             if let Some(i) = find(&cached, name) {
-                cached[i].metadata.deletion_timestamp =
-                    Some(super::podutil::chrono_to_time(now));
+                cached[i].metadata.deletion_timestamp = Some(super::podutil::chrono_to_time(now));
             }
         }
         if e.created.is_empty() && e.deleted.is_empty() {
@@ -130,11 +129,8 @@ where
         let deleting = meta.deletion_timestamp.is_some();
         match podutil::controller_ref(meta) {
             Some(r) if r.uid != owner_ref.uid => {}
-            Some(_) if matches || owner_deleting || deleting => {
-                if matches {
-                    owned.push((**o).clone());
-                }
-            }
+            Some(_) if matches => owned.push((**o).clone()),
+            Some(_) if owner_deleting || deleting => {}
             Some(_) => patches.push(Claim::Release(release_patch(meta, &owner_ref.uid))),
             None if matches && !owner_deleting && !deleting => {
                 patches.push(Claim::Adopt(adopt_patch(meta, owner_ref.clone())));
@@ -156,10 +152,7 @@ pub enum Claim {
 /// Applies `patches` through `api` (strategic merge, uid in the body);
 /// returns the adopted objects. Objects gone or replaced meanwhile are
 /// skipped.
-pub async fn apply_claims<K>(
-    api: &kube::Api<K>,
-    patches: &[Claim],
-) -> Result<Vec<K>, super::Error>
+pub async fn apply_claims<K>(api: &kube::Api<K>, patches: &[Claim]) -> Result<Vec<K>, super::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -221,5 +214,51 @@ mod tests {
         f.created("o", pod("d", "ud"), now);
         let later = now + chrono::Duration::seconds(301);
         assert!(f.overlay("o", vec![], later).is_empty());
+    }
+
+    #[test]
+    fn claim_adopts_releases_and_ignores() {
+        let me = podutil::owner_ref("apps/v1", "StatefulSet", "web", "u-set");
+        let other = podutil::owner_ref("apps/v1", "StatefulSet", "db", "u-other");
+        let sel = LabelSelector {
+            match_labels: Some([("app".to_string(), "web".to_string())].into()),
+            ..Default::default()
+        };
+        let mk = |name: &str, app: &str, owner: Option<&OwnerReference>, deleting: bool| {
+            let mut p = pod(name, &format!("u-{name}"));
+            p.metadata.labels = Some([("app".to_string(), app.to_string())].into());
+            p.metadata.owner_references = owner.map(|o| vec![o.clone()]);
+            if deleting {
+                p.metadata.deletion_timestamp = Some(podutil::chrono_to_time(Utc::now()));
+            }
+            std::sync::Arc::new(p)
+        };
+        let objs = vec![
+            mk("mine", "web", Some(&me), false),
+            mk("stray", "db", Some(&me), false),
+            mk("orphan", "web", None, false),
+            mk("gone-orphan", "web", None, true),
+            mk("theirs", "web", Some(&other), false),
+            mk("not-member", "web", None, false),
+        ];
+        let member = |p: &Pod| p.metadata.name.as_deref() != Some("not-member");
+        let (owned, patches) = claim(&objs, &me, &sel, false, member);
+        let names: Vec<_> = owned
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["mine"]);
+        let kinds: Vec<_> = patches
+            .iter()
+            .map(|c| match c {
+                Claim::Adopt(p) => format!("adopt {}", p.name),
+                Claim::Release(p) => format!("release {}", p.name),
+            })
+            .collect();
+        assert_eq!(kinds, ["release stray", "adopt orphan"]);
+        // an owner being deleted neither adopts nor releases
+        let (owned, patches) = claim(&objs, &me, &sel, true, member);
+        assert_eq!(owned.len(), 1);
+        assert!(patches.is_empty());
     }
 }

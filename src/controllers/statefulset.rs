@@ -203,16 +203,21 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
                     .map(|_| ())
             }
             plan::Action::DeletePod { name, uid: pod_uid } => {
-                let r = pod_api.delete(name, &delete_with_uid(pod_uid.as_ref())).await;
+                let r = pod_api
+                    .delete(name, &delete_with_uid(pod_uid.as_ref()))
+                    .await;
                 let r = gone_ok(r.map(|_| ()));
                 if r.is_ok() {
                     ctx.inflight.deleted(&uid, name, pod_uid.clone(), now);
                 }
                 r
             }
-            plan::Action::DeleteRevision { name } => {
-                gone_ok(cr_api.delete(name, &DeleteParams::default()).await.map(|_| ()))
-            }
+            plan::Action::DeleteRevision { name } => gone_ok(
+                cr_api
+                    .delete(name, &DeleteParams::default())
+                    .await
+                    .map(|_| ()),
+            ),
             plan::Action::Event(ev) => {
                 record(base, &set, ev);
                 Ok(())
@@ -297,29 +302,32 @@ pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 
                 .filter(|r| r.kind == KIND)
                 .map(|r| ObjectRef::new(&r.name).within(&cr.namespace().unwrap_or_default()))
         })
-        .watches_shared_stream(claims.subscribe(), move |pvc: Arc<PersistentVolumeClaim>| {
-            // claims are named <template>-<set>-<ordinal>
-            let ns = pvc.namespace().unwrap_or_default();
-            let name = pvc.name_any();
-            claim_store
-                .state()
-                .iter()
-                .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
-                .filter(|s| {
-                    let set = s.name_any();
-                    s.spec
-                        .as_ref()
-                        .and_then(|sp| sp.volume_claim_templates.as_ref())
-                        .is_some_and(|ts| {
-                            ts.iter().any(|t| {
-                                name.strip_prefix(&format!("{}-", t.name_any()))
-                                    .is_some_and(|rest| plan::ordinal_of(&set, rest).is_some())
+        .watches_shared_stream(
+            claims.subscribe(),
+            move |pvc: Arc<PersistentVolumeClaim>| {
+                // claims are named <template>-<set>-<ordinal>
+                let ns = pvc.namespace().unwrap_or_default();
+                let name = pvc.name_any();
+                claim_store
+                    .state()
+                    .iter()
+                    .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
+                    .filter(|s| {
+                        let set = s.name_any();
+                        s.spec
+                            .as_ref()
+                            .and_then(|sp| sp.volume_claim_templates.as_ref())
+                            .is_some_and(|ts| {
+                                ts.iter().any(|t| {
+                                    name.strip_prefix(&format!("{}-", t.name_any()))
+                                        .is_some_and(|rest| plan::ordinal_of(&set, rest).is_some())
+                                })
                             })
-                        })
-                })
-                .map(|s| ObjectRef::from_obj(&**s))
-                .collect::<Vec<_>>()
-        });
+                    })
+                    .map(|s| ObjectRef::from_obj(&**s))
+                    .collect::<Vec<_>>()
+            },
+        );
     let me = Arc::new(Ctx {
         base: ctx,
         revisions: revisions.clone(),

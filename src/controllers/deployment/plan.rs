@@ -2091,7 +2091,12 @@ mod tests {
         stray.metadata.labels = Some(labels(&[("app", "db")]));
         let mut foreign = owned_rs(&d, &tmpl("v9"), 0, 0, 0, 300);
         foreign.metadata.owner_references.as_mut().unwrap()[0].uid = "other".into();
-        let p = plan(&d, &[orphan.clone(), stray.clone(), foreign], &[] as &[Pod], t0());
+        let p = plan(
+            &d,
+            &[orphan.clone(), stray.clone(), foreign],
+            &[] as &[Pod],
+            t0(),
+        );
         assert!(
             matches!(&p.actions[0], Action::AdoptReplicaSet(x) if Some(&x.name) == orphan.metadata.name.as_ref())
         );
@@ -2146,10 +2151,11 @@ mod tests {
             collision_count: Some(1),
             ..Default::default()
         });
-        let name = |d: &Deployment| match &plan(d, &[] as &[ReplicaSet], &[] as &[Pod], t0()).actions[0] {
-            Action::CreateReplicaSet(rs) => rs.metadata.name.clone(),
-            _ => None,
-        };
+        let name =
+            |d: &Deployment| match &plan(d, &[] as &[ReplicaSet], &[] as &[Pod], t0()).actions[0] {
+                Action::CreateReplicaSet(rs) => rs.metadata.name.clone(),
+                _ => None,
+            };
         assert_ne!(name(&d), name(&d2));
     }
 
@@ -2177,7 +2183,12 @@ mod tests {
         d.metadata.annotations = Some(labels(&[(REVISION, "1")]));
         let p = plan(&d, std::slice::from_ref(&rs), &[] as &[Pod], t0());
         d.status = p.status.clone();
-        let p2 = plan(&d, std::slice::from_ref(&rs), &[] as &[Pod], t0() + secs(10));
+        let p2 = plan(
+            &d,
+            std::slice::from_ref(&rs),
+            &[] as &[Pod],
+            t0() + secs(10),
+        );
         assert_eq!(p2, Plan::default(), "steady state must be a no-op");
     }
 

@@ -806,7 +806,10 @@ pub(crate) mod tests {
             plan(None, &[] as &[Pod], Some(&leader), None),
             EndpointsAction::Nothing
         );
-        assert_eq!(plan(None, &[] as &[Pod], None, None), EndpointsAction::Nothing);
+        assert_eq!(
+            plan(None, &[] as &[Pod], None, None),
+            EndpointsAction::Nothing
+        );
     }
 
     #[test]

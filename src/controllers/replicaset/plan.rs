@@ -1115,7 +1115,12 @@ mod tests {
         r2.status = Some(p.status.to_replica_set());
         let o2 = Owner::from_replica_set(&r2);
         assert_eq!(o2.conditions.len(), 1);
-        assert!(plan(&o2, &[] as &[Pod], t0(), true).status.conditions.is_empty());
+        assert!(
+            plan(&o2, &[] as &[Pod], t0(), true)
+                .status
+                .conditions
+                .is_empty()
+        );
     }
 
     #[test]
