@@ -6,6 +6,7 @@
 //! Invariant: everything here runs inside the `kube-controller-manager`
 //! lease (see `leader`), so at most one server acts at a time.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
@@ -13,12 +14,15 @@ pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod hpa;
+pub mod history;
 pub mod informers;
 pub mod leader;
+pub mod owned;
 pub mod podutil;
 pub mod quota;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +120,8 @@ pub async fn run_all(client: kube::Client, config: Config) {
     set.spawn(hpa::run(ctx.clone()));
     set.spawn(disruption::run(ctx.clone()));
     set.spawn(quota::run(ctx.clone()));
+    set.spawn(statefulset::run(ctx.clone()));
+    set.spawn(daemonset::run(ctx.clone()));
     // informers start after every controller has subscribed
     set.spawn(run_forever(namespaces.start()));
     set.spawn(run_forever(ctx.pods.start()));
