@@ -73,20 +73,39 @@ fn owned_by(job: &Job, uid: &str) -> bool {
     podutil::controller_ref(&job.metadata).is_some_and(|r| r.uid == uid)
 }
 
-async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = cj.namespace().unwrap_or_default();
-    let name = cj.name_any();
+async fn reconcile(cached: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
+    let api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ns);
+    // the status this controller last wrote (a stale `active` list would
+    // report the Job just created as unexpected)
+    let Some(cj) = api.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
     let uid = cj.metadata.uid.clone().unwrap_or_default();
-    let jobs: Vec<Job> = ctx
+    let mut jobs: Vec<Job> = ctx
         .jobs
         .in_namespace(&ns)
         .iter()
         .filter(|j| owned_by(j, &uid))
         .map(|j| (**j).clone())
         .collect();
-    let mut out = plan::plan(&cj, &jobs, Utc::now(), default_zone());
-    let api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ns);
     let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    // Active Jobs the cache does not show yet are read from the API, so a
+    // slow watch never reports them missing (upstream does the same).
+    let refs = cj.status.as_ref().and_then(|s| s.active.clone()).unwrap_or_default();
+    for r in refs {
+        if jobs.iter().any(|j| j.metadata.uid == r.uid) {
+            continue;
+        }
+        if let Some(j) = job_api.get_opt(r.name.as_deref().unwrap_or_default()).await?
+            && j.metadata.uid == r.uid
+            && owned_by(&j, &uid)
+        {
+            jobs.push(j);
+        }
+    }
+    let mut out = plan::plan(&cj, &jobs, Utc::now(), default_zone());
     let mut i = 0;
     while i < out.actions.len() {
         let action = out.actions[i].clone();
@@ -126,7 +145,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
                 }
             }
             CronJobAction::UpdateStatus(status) => {
-                let mut c = (*cj).clone();
+                let mut c = cj.clone();
                 c.status = Some(*status);
                 match api.replace_status(&name, &PostParams::default(), &c).await {
                     Ok(_) => {}
