@@ -93,12 +93,18 @@ async fn reconcile(cached: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Er
     let job_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     // Active Jobs the cache does not show yet are read from the API, so a
     // slow watch never reports them missing (upstream does the same).
-    let refs = cj.status.as_ref().and_then(|s| s.active.clone()).unwrap_or_default();
+    let refs = cj
+        .status
+        .as_ref()
+        .and_then(|s| s.active.clone())
+        .unwrap_or_default();
     for r in refs {
         if jobs.iter().any(|j| j.metadata.uid == r.uid) {
             continue;
         }
-        if let Some(j) = job_api.get_opt(r.name.as_deref().unwrap_or_default()).await?
+        if let Some(j) = job_api
+            .get_opt(r.name.as_deref().unwrap_or_default())
+            .await?
             && j.metadata.uid == r.uid
             && owned_by(&j, &uid)
         {

@@ -17,7 +17,7 @@
 pub mod plan;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -183,7 +183,8 @@ async fn reconcile(cached: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error>
             }
             JobAction::DeletePod { name, uid: pod_uid } => {
                 ctx.expectations.deleted(&uid, name.clone(), now);
-                if let Err(e) = ignore_gone(pod_api.delete(&name, &uid_precondition(&pod_uid)).await)
+                if let Err(e) =
+                    ignore_gone(pod_api.delete(&name, &uid_precondition(&pod_uid)).await)
                 {
                     ctx.expectations.forget(&uid);
                     return Err(e);
@@ -261,7 +262,10 @@ async fn orphan_needs_removal(ctx: &Context, pod: &Pod) -> Result<bool, Error> {
     }
     let ns = pod.namespace().unwrap_or_default();
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let job = api.get_opt(&r.name).await?.filter(|j| j.metadata.uid.as_deref() == Some(&r.uid));
+    let job = api
+        .get_opt(&r.name)
+        .await?
+        .filter(|j| j.metadata.uid.as_deref() == Some(&r.uid));
     if let Some(j) = &job
         && j.spec
             .as_ref()
@@ -295,40 +299,56 @@ fn maybe_orphan(ctx: &Context, pod: &Pod) -> bool {
 }
 
 /// Removes the tracking finalizer from pods whose Job is gone or finished.
-async fn orphan_pods(ctx: Arc<Context>, mut pods: impl Stream<Item = Arc<Pod>> + Send + Unpin + 'static) {
-    let inflight: Arc<Mutex<HashSet<String>>> = Default::default();
-    while let Some(seen) = pods.next().await {
-        // judge the latest cached version, not an older side of an update
-        let Some(pod) = ctx.pods.store().get(&ObjectRef::from_obj(&*seen)) else {
-            continue;
-        };
-        if !maybe_orphan(&ctx, &pod) {
-            continue;
-        }
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        if !inflight.lock().unwrap().insert(uid.clone()) {
-            continue;
-        }
-        let (ctx, inflight) = (ctx.clone(), inflight.clone());
-        tokio::spawn(async move {
-            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
-            let mut delay = Duration::from_millis(500);
-            for _ in 0..8 {
-                let r = match orphan_needs_removal(&ctx, &pod).await {
-                    Ok(true) => remove_finalizer(&api, &pod.name_any(), &uid).await,
-                    Ok(false) => Ok(()),
-                    Err(e) => Err(e),
+async fn orphan_pods(
+    ctx: Arc<Context>,
+    mut pods: impl Stream<Item = Arc<Pod>> + Send + Unpin + 'static,
+) {
+    // pod uids being handled; the work runs inside this future so it stops
+    // with the leader lease
+    let mut inflight: HashSet<String> = HashSet::new();
+    let mut work = futures::stream::FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            seen = pods.next() => {
+                let Some(seen) = seen else { return };
+                // judge the latest cached version, not an older side of an update
+                let Some(pod) = ctx.pods.store().get(&ObjectRef::from_obj(&*seen)) else {
+                    continue;
                 };
-                match r {
-                    Ok(()) => break,
-                    Err(e) => tracing::debug!("orphan pod {}: {e}", pod.name_any()),
+                if !maybe_orphan(&ctx, &pod) {
+                    continue;
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if inflight.insert(uid.clone()) {
+                    work.push(release_orphan(ctx.clone(), pod, uid));
+                }
             }
-            inflight.lock().unwrap().remove(&uid);
-        });
+            Some(uid) = work.next(), if !work.is_empty() => {
+                inflight.remove(&uid);
+            }
+        }
     }
+}
+
+/// Removes the tracking finalizer of one orphan, retrying with backoff;
+/// returns the pod uid.
+async fn release_orphan(ctx: Arc<Context>, pod: Arc<Pod>, uid: String) -> String {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
+    let mut delay = Duration::from_millis(500);
+    for _ in 0..8 {
+        let r = match orphan_needs_removal(&ctx, &pod).await {
+            Ok(true) => remove_finalizer(&api, &pod.name_any(), &uid).await,
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => break,
+            Err(e) => tracing::debug!("orphan pod {}: {e}", pod.name_any()),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+    uid
 }
 
 pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 'static {

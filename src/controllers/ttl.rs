@@ -29,7 +29,8 @@ async fn reconcile(cached: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error>
     if decision != Some(TtlAction::Delete) {
         return Ok(wait(decision));
     }
-    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let api: Api<Job> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
     let Some(job) = api.get_opt(&cached.name_any()).await? else {
         return Ok(Action::await_change());
     };
