@@ -6,16 +6,19 @@
 //! Invariant: everything here runs inside the `kube-controller-manager`
 //! lease (see `leader`), so at most one server acts at a time.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
+pub mod eventttl;
 pub mod expectations;
-pub mod hpa;
 pub mod history;
+pub mod hpa;
 pub mod informers;
+pub mod job;
 pub mod leader;
 pub mod owned;
 pub mod podutil;
@@ -23,11 +26,13 @@ pub mod quota;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod ttl;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
@@ -71,6 +76,7 @@ pub struct Context {
     pub replicasets: Arc<Informer<ReplicaSet>>,
     pub replicationcontrollers: Arc<Informer<ReplicationController>>,
     pub deployments: Arc<Informer<Deployment>>,
+    pub jobs: Arc<Informer<Job>>,
     pub expectations: expectations::Expectations,
 }
 
@@ -105,6 +111,7 @@ pub async fn run_all(client: kube::Client, config: Config) {
         replicasets: Informer::new(Api::all(client.clone())),
         replicationcontrollers: Informer::new(Api::all(client.clone())),
         deployments: Informer::new(Api::all(client.clone())),
+        jobs: Informer::new(Api::all(client.clone())),
         expectations: Default::default(),
         config,
         client: client.clone(),
@@ -122,6 +129,10 @@ pub async fn run_all(client: kube::Client, config: Config) {
     set.spawn(quota::run(ctx.clone()));
     set.spawn(statefulset::run(ctx.clone()));
     set.spawn(daemonset::run(ctx.clone()));
+    set.spawn(job::run(ctx.clone()));
+    set.spawn(cronjob::run(ctx.clone()));
+    set.spawn(ttl::run(ctx.clone()));
+    set.spawn(eventttl::run(ctx.clone()));
     // informers start after every controller has subscribed
     set.spawn(run_forever(namespaces.start()));
     set.spawn(run_forever(ctx.pods.start()));
@@ -134,6 +145,7 @@ pub async fn run_all(client: kube::Client, config: Config) {
     set.spawn(run_forever(ctx.replicasets.start()));
     set.spawn(run_forever(ctx.replicationcontrollers.start()));
     set.spawn(run_forever(ctx.deployments.start()));
+    set.spawn(run_forever(ctx.jobs.start()));
     while set.join_next().await.is_some() {}
 }
 

@@ -179,3 +179,7 @@ def namespace(server):
     k.run("create", "namespace", name)
     yield name
     k.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: waits a minute or more (still part of the CI run)")
