@@ -198,7 +198,9 @@ impl Scheduler {
                 .queue
                 .next_wakeup()
                 .map(tokio::time::Instant::from_std)
-                .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(60));
+                .unwrap_or_else(|| {
+                    tokio::time::Instant::now() + std::time::Duration::from_secs(60)
+                });
             tokio::select! {
                 Some(p) = subs.pods.next() => { let v = drain(Some(p), &mut subs.pods); self.on_pods(v); }
                 Some(n) = subs.nodes.next() => { let v = drain(Some(n), &mut subs.nodes); self.on_nodes(v); }
@@ -282,8 +284,7 @@ impl Scheduler {
             self.cache.upsert_pod(pod);
             let after = self.cache.pod_node(&key).is_some();
             if before && !after {
-                self.queue
-                    .on_event(ClusterEvent::AssignedPodDelete, now);
+                self.queue.on_event(ClusterEvent::AssignedPodDelete, now);
             } else if after && !before {
                 self.queue.on_event(ClusterEvent::AssignedPodAdd, now);
             }
@@ -310,7 +311,11 @@ impl Scheduler {
         if spec.priority.is_some() {
             return pod;
         }
-        let class = match spec.priority_class_name.as_deref().filter(|c| !c.is_empty()) {
+        let class = match spec
+            .priority_class_name
+            .as_deref()
+            .filter(|c| !c.is_empty())
+        {
             Some(name) => self.inf.priority_classes.store().get(&ObjectRef::new(name)),
             None => self
                 .inf
@@ -487,8 +492,7 @@ impl Scheduler {
                     .is_some_and(|v| v == "true")
             }),
         };
-        class.and_then(|c| c.volume_binding_mode.clone()).as_deref()
-            == Some("WaitForFirstConsumer")
+        class.and_then(|c| c.volume_binding_mode.clone()).as_deref() == Some("WaitForFirstConsumer")
     }
 
     async fn schedule_one(&mut self, pod: Arc<Pod>) {
@@ -509,10 +513,7 @@ impl Scheduler {
                             &*pod,
                             Kind::Normal,
                             "Scheduled",
-                            &format!(
-                                "Successfully assigned {} to {node}",
-                                queue::queue_key(&pod)
-                            ),
+                            &format!("Successfully assigned {} to {node}", queue::queue_key(&pod)),
                         );
                     }
                     drop(permit);
@@ -756,9 +757,9 @@ async fn evict_victim(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
     use k8s_openapi::api::core::v1::{NodeSpec, NodeStatus, PodStatus, Taint};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use std::collections::BTreeMap;
 
     fn node(labels: &[(&str, &str)]) -> Node {
         Node {
@@ -811,8 +812,7 @@ mod tests {
             ..Default::default()
         });
         assert!(
-            unschedulable_condition(&pod, "0/1 nodes are available: 1 Insufficient cpu.")
-                .is_none()
+            unschedulable_condition(&pod, "0/1 nodes are available: 1 Insufficient cpu.").is_none()
         );
         let again = unschedulable_condition(&pod, "0/2 nodes are available: 2 Insufficient cpu.")
             .expect("a new message is written");
