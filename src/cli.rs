@@ -83,6 +83,9 @@ pub struct ServerArgs {
     /// Do not run the embedded agent
     #[arg(long, env = "SKIFF_DISABLE_AGENT")]
     pub disable_agent: bool,
+    /// Do not run the scheduler (benchmarks bring their own)
+    #[arg(long, env = "SKIFF_DISABLE_SCHEDULER", hide = true)]
+    pub disable_scheduler: bool,
     /// Pod network CIDR
     #[arg(long, env = "SKIFF_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,

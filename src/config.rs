@@ -20,6 +20,7 @@ pub struct ServerConfig {
     pub kubeconfig_mode: u32,
     pub token: Option<String>,
     pub disable_agent: bool,
+    pub disable_scheduler: bool,
     pub cluster_cidr: String,
     pub service_cidr: String,
     /// First address of the service CIDR (the `kubernetes` Service).
@@ -132,6 +133,7 @@ impl ServerConfig {
             kubeconfig_mode: mode,
             token: a.token.clone().filter(|t| !t.is_empty()),
             disable_agent: a.disable_agent,
+            disable_scheduler: a.disable_scheduler,
             cluster_cidr: a.cluster_cidr.clone(),
             service_cidr: a.service_cidr.clone(),
             service_ip,

@@ -129,7 +129,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         crate::inproc::users::CONTROLLER_MANAGER,
         &[],
     );
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(crate::controllers::leader::run(
             cm_client.clone(),
             "kube-controller-manager",
@@ -141,6 +141,16 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         tokio::spawn(controllers::run_gc(app.clone())),
         compactor,
     ];
+    if !cfg.disable_scheduler {
+        let sched_client =
+            crate::inproc::client(router.clone(), crate::inproc::users::SCHEDULER, &[]);
+        tasks.push(tokio::spawn(crate::controllers::leader::run(
+            sched_client.clone(),
+            "kube-scheduler",
+            identity.clone(),
+            move || crate::scheduler::run(sched_client.clone()),
+        )));
+    }
     let addr = SocketAddr::new(cfg.bind_address, cfg.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

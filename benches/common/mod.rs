@@ -236,6 +236,11 @@ pub struct SkiffServer {
 
 impl SkiffServer {
     pub async fn start() -> SkiffServer {
+        SkiffServer::start_with(&[]).await
+    }
+
+    /// Like `start`, with extra `skiff server` flags.
+    pub async fn start_with(extra_args: &[&str]) -> SkiffServer {
         let bin = skiff_binary();
         let dir = tempfile::tempdir().expect("temporary data dir");
         let config = dir.path().join("config.yaml");
@@ -256,6 +261,7 @@ impl SkiffServer {
             ])
             .arg("--write-kubeconfig")
             .arg(dir.path().join("kc.yaml"))
+            .args(extra_args)
             .stdout(log.try_clone().expect("clone the log file"))
             .stderr(log)
             .stdin(Stdio::null())
@@ -286,6 +292,11 @@ impl SkiffServer {
             .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
             .map(|kb| format!("{} MiB", kb / 1024))
             .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// The server's process id (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The admin client from the kubeconfig the server wrote.
