@@ -1439,6 +1439,8 @@ impl<'a> Sync<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    const NO_PODS: &[Pod] = &[];
+    const NO_RS: &[ReplicaSet] = &[];
     use crate::controllers::replicaset::plan as rsplan;
     use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
     use k8s_openapi::api::core::v1::{Container, PodCondition, PodSpec, PodStatus};
@@ -1622,7 +1624,7 @@ mod tests {
     fn creates_new_replica_set() {
         let mut d = deploy(3, "1", "0");
         d.metadata.annotations = Some(labels(&[(LAST_APPLIED, "{}"), ("team", "a")]));
-        let p = plan(&d, &[], &[], t0());
+        let p = plan(&d, NO_RS, NO_PODS, t0());
         let Some(Action::CreateReplicaSet(rs)) = p.actions.first() else {
             panic!("{:?}", p.actions)
         };
@@ -1705,7 +1707,7 @@ mod tests {
             if let Some((ns, na)) = new {
                 rss.push(owned_rs(&d, &tmpl("v2"), 2, ns, na, 10));
             }
-            let p = plan(&d, &rss, &[], t0());
+            let p = plan(&d, &rss, NO_PODS, t0());
             let mut got = (os, new.map(|x| x.0).unwrap_or(0));
             for a in &p.actions {
                 if let Action::CreateReplicaSet(rs) | Action::UpdateReplicaSet(rs) = a {
@@ -1734,7 +1736,7 @@ mod tests {
             owned_rs(&d, &tmpl("v1"), 1, 4, 4, 100),
             owned_rs(&d, &tmpl("v2"), 2, 0, 0, 10),
         ];
-        let p = plan(&d, &rss, &[], t0());
+        let p = plan(&d, &rss, NO_PODS, t0());
         let old = rss[0].metadata.name.clone().unwrap();
         assert_eq!(
             events(&p),
@@ -1755,7 +1757,7 @@ mod tests {
             .unwrap()
             .insert(REVISION_HISTORY.into(), "0".into());
         let cur = owned_rs(&d, &tmpl("v2"), 2, 2, 2, 10);
-        let p = plan(&d, &[old.clone(), cur], &[], t0());
+        let p = plan(&d, &[old.clone(), cur], NO_PODS, t0());
         let upd: Vec<&ReplicaSet> = p
             .actions
             .iter()
@@ -1803,7 +1805,7 @@ mod tests {
             owned_rs(&d, &tmpl("v2"), 2, 0, 0, 200),
             owned_rs(&d, &tmpl("v3"), 3, 2, 2, 100),
         ];
-        let p = plan(&d, &rss, &[], t0());
+        let p = plan(&d, &rss, NO_PODS, t0());
         let deleted: Vec<_> = p
             .actions
             .iter()
@@ -1858,7 +1860,7 @@ mod tests {
         };
         d.status = Some(status.clone());
         // Stuck but within the deadline: nothing to write, requeue at the deadline + 1s.
-        let p = plan(&d, &rss, &[], t0());
+        let p = plan(&d, &rss, NO_PODS, t0());
         let reason = p
             .status
             .as_ref()
@@ -1870,7 +1872,7 @@ mod tests {
         );
         assert_eq!(p.requeue_after, Some(Duration::from_secs(41)));
         // Past the deadline.
-        let p = plan(&d, &rss, &[], t0() + secs(60));
+        let p = plan(&d, &rss, NO_PODS, t0() + secs(60));
         let c = cond(&p, "Progressing");
         let name = rss[1].metadata.name.clone().unwrap();
         assert_eq!(
@@ -1885,7 +1887,7 @@ mod tests {
         let mut rss2 = rss.clone();
         rss2[1].status.as_mut().unwrap().available_replicas = Some(1);
         rss2[1].status.as_mut().unwrap().ready_replicas = Some(1);
-        let p = plan(&d, &rss2, &[], t0() + secs(50));
+        let p = plan(&d, &rss2, NO_PODS, t0() + secs(50));
         let c = cond(&p, "Progressing");
         assert_eq!(
             c.message.clone().unwrap(),
@@ -1907,7 +1909,7 @@ mod tests {
         d.spec.as_mut().unwrap().paused = Some(true);
         d.spec.as_mut().unwrap().template = tmpl("v2");
         let rss = vec![owned_rs(&deploy(2, "1", "0"), &tmpl("v1"), 1, 2, 2, 100)];
-        let p = plan(&d, &rss, &[], t0());
+        let p = plan(&d, &rss, NO_PODS, t0());
         assert!(
             !p.actions
                 .iter()
@@ -1933,7 +1935,7 @@ mod tests {
         d.spec.as_mut().unwrap().paused = Some(false);
         d.status = p.status.clone();
         let rss = vec![owned_rs(&d, &tmpl("v1"), 1, 3, 3, 100)];
-        let p = plan(&d, &rss, &[], t0() + secs(5));
+        let p = plan(&d, &rss, NO_PODS, t0() + secs(5));
         let c = cond(&p, "Progressing");
         assert!(
             p.actions
@@ -1963,7 +1965,7 @@ mod tests {
             ..Default::default()
         });
         let rss = vec![owned_rs(&d, &tmpl("v1"), 1, 2, 0, 100)];
-        let p = plan(&d, &rss, &[], t0());
+        let p = plan(&d, &rss, NO_PODS, t0());
         assert_eq!(
             cond(&p, "Progressing").reason.as_deref(),
             Some("DeploymentResumed")
@@ -1984,7 +1986,7 @@ mod tests {
             owned_rs(&d10, &tmpl("v1"), 1, 8, 8, 100),
             owned_rs(&d10, &tmpl("v2"), 2, 5, 0, 10),
         ];
-        let p = plan(&d, &rss, &[], t0());
+        let p = plan(&d, &rss, NO_PODS, t0());
         let sizes: BTreeMap<String, i32> = p
             .actions
             .iter()
@@ -2020,7 +2022,7 @@ mod tests {
         d.spec.as_mut().unwrap().template = tmpl("v2");
         let mut old = owned_rs(&d, &tmpl("v1"), 1, 2, 2, 100);
         // Step 1: scale old to zero, nothing created.
-        let p = plan(&d, std::slice::from_ref(&old), &[], t0());
+        let p = plan(&d, std::slice::from_ref(&old), NO_PODS, t0());
         assert_eq!(
             events(&p),
             [format!(
@@ -2065,7 +2067,7 @@ mod tests {
                 .any(|a| matches!(a, Action::CreateReplicaSet(_)))
         );
         // Step 3: pods gone → new RS at full size.
-        let p = plan(&d, std::slice::from_ref(&old), &[], t0());
+        let p = plan(&d, std::slice::from_ref(&old), NO_PODS, t0());
         let created = p.actions.iter().find_map(|a| match a {
             Action::CreateReplicaSet(rs) => rs.spec.as_ref().unwrap().replicas,
             _ => None,
@@ -2091,7 +2093,7 @@ mod tests {
         stray.metadata.labels = Some(labels(&[("app", "db")]));
         let mut foreign = owned_rs(&d, &tmpl("v9"), 0, 0, 0, 300);
         foreign.metadata.owner_references.as_mut().unwrap()[0].uid = "other".into();
-        let p = plan(&d, &[orphan.clone(), stray.clone(), foreign], &[], t0());
+        let p = plan(&d, &[orphan.clone(), stray.clone(), foreign], NO_PODS, t0());
         assert!(
             matches!(&p.actions[0], Action::AdoptReplicaSet(x) if Some(&x.name) == orphan.metadata.name.as_ref())
         );
@@ -2110,7 +2112,7 @@ mod tests {
     fn selecting_all_is_refused() {
         let mut d = deploy(1, "1", "0");
         d.spec.as_mut().unwrap().selector = LabelSelector::default();
-        let p = plan(&d, &[], &[], t0());
+        let p = plan(&d, NO_RS, NO_PODS, t0());
         assert_eq!(
             events(&p),
             ["This deployment is selecting all pods. A non-empty selector is required."]
@@ -2146,7 +2148,7 @@ mod tests {
             collision_count: Some(1),
             ..Default::default()
         });
-        let name = |d: &Deployment| match &plan(d, &[], &[], t0()).actions[0] {
+        let name = |d: &Deployment| match &plan(d, NO_RS, NO_PODS, t0()).actions[0] {
             Action::CreateReplicaSet(rs) => rs.metadata.name.clone(),
             _ => None,
         };
@@ -2165,7 +2167,7 @@ mod tests {
                 message: Some("quota".into()),
                 last_transition_time: Some(podutil::chrono_to_time(t0())),
             }]);
-        let p = plan(&d, &[rs], &[], t0());
+        let p = plan(&d, &[rs], NO_PODS, t0());
         assert_eq!(cond(&p, "ReplicaFailure").message.as_deref(), Some("quota"));
     }
 
@@ -2175,9 +2177,9 @@ mod tests {
         let rs = owned_rs(&d, &tmpl("v1"), 1, 2, 2, 100);
         let mut d = d;
         d.metadata.annotations = Some(labels(&[(REVISION, "1")]));
-        let p = plan(&d, std::slice::from_ref(&rs), &[], t0());
+        let p = plan(&d, std::slice::from_ref(&rs), NO_PODS, t0());
         d.status = p.status.clone();
-        let p2 = plan(&d, std::slice::from_ref(&rs), &[], t0() + secs(10));
+        let p2 = plan(&d, std::slice::from_ref(&rs), NO_PODS, t0() + secs(10));
         assert_eq!(p2, Plan::default(), "steady state must be a no-op");
     }
 

@@ -663,6 +663,7 @@ fn to_chrono(t: &Time) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    const NO_PODS: &[Pod] = &[];
     use k8s_openapi::api::core::v1::{
         Container, ContainerPort, PodCondition, PodIP, PodSpec, PodStatus, ServiceSpec,
     };
@@ -798,15 +799,15 @@ pub(crate) mod tests {
             namespace: "ns".into(),
             name: "web".into(),
         };
-        assert_eq!(plan(None, &[], Some(&ep), None), del);
+        assert_eq!(plan(None, NO_PODS, Some(&ep), None), del);
         let mut leader = ep.clone();
         leader.metadata.annotations =
             Some([(LEADER_ANNOTATION.to_string(), "{}".to_string())].into());
         assert_eq!(
-            plan(None, &[], Some(&leader), None),
+            plan(None, NO_PODS, Some(&leader), None),
             EndpointsAction::Nothing
         );
-        assert_eq!(plan(None, &[], None, None), EndpointsAction::Nothing);
+        assert_eq!(plan(None, NO_PODS, None, None), EndpointsAction::Nothing);
     }
 
     #[test]

@@ -664,6 +664,7 @@ fn warning(reason: &'static str, message: String) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    const NO_PODS: &[Pod] = &[];
     use k8s_openapi::api::apps::v1::ReplicaSetSpec;
     use k8s_openapi::api::core::v1::{
         ContainerStatus, PodCondition, PodSpec, PodStatus, ReplicationControllerSpec,
@@ -862,7 +863,7 @@ mod tests {
     fn creates_from_template_capped_and_only_when_managing() {
         let r = rs(600);
         let o = Owner::from_replica_set(&r);
-        let p = plan(&o, &[], t0(), true);
+        let p = plan(&o, NO_PODS, t0(), true);
         assert_eq!(p.create.len(), BURST_REPLICAS);
         let c = &p.create[0];
         assert_eq!(c.metadata.generate_name.as_deref(), Some("web-"));
@@ -874,7 +875,7 @@ mod tests {
             (or.kind.as_str(), or.controller),
             ("ReplicaSet", Some(true))
         );
-        assert!(plan(&o, &[], t0(), false).create.is_empty());
+        assert!(plan(&o, NO_PODS, t0(), false).create.is_empty());
     }
 
     #[test]
@@ -1095,7 +1096,7 @@ mod tests {
     fn replica_failure_condition() {
         let r = rs(2);
         let o = Owner::from_replica_set(&r);
-        let mut p = plan(&o, &[], t0(), true);
+        let mut p = plan(&o, NO_PODS, t0(), true);
         record_manage_error(
             &o,
             &mut p.status,
@@ -1115,7 +1116,7 @@ mod tests {
         r2.status = Some(p.status.to_replica_set());
         let o2 = Owner::from_replica_set(&r2);
         assert_eq!(o2.conditions.len(), 1);
-        assert!(plan(&o2, &[], t0(), true).status.conditions.is_empty());
+        assert!(plan(&o2, NO_PODS, t0(), true).status.conditions.is_empty());
     }
 
     #[test]
