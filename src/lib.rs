@@ -11,5 +11,6 @@ pub mod config;
 pub mod controllers;
 pub mod inproc;
 pub mod pki;
+pub mod scheduler;
 pub mod server;
 pub mod store;

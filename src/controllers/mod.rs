@@ -12,10 +12,15 @@ pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod informers;
+pub mod ipam;
 pub mod leader;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod passloop;
 pub mod podutil;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod volume;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +51,7 @@ pub struct Config {
     pub cluster_cidr: String,
     pub node_cidr_mask: u8,
     pub storage_dir: std::path::PathBuf,
+    pub node_monitor_grace_period: Duration,
 }
 
 /// What every controller shares: the client, the recorder, the informers.
@@ -110,6 +116,9 @@ pub async fn run_all(client: kube::Client, config: Config) {
     set.spawn(replicaset::run_replicasets(ctx.clone()));
     set.spawn(replicaset::run_replicationcontrollers(ctx.clone()));
     set.spawn(deployment::run(ctx.clone()));
+    set.spawn(nodelifecycle::run(ctx.clone()));
+    set.spawn(nodeipam::run(ctx.clone()));
+    set.spawn(volume::run(ctx.clone()));
     // informers start after every controller has subscribed
     set.spawn(run_forever(namespaces.start()));
     set.spawn(run_forever(ctx.pods.start()));
