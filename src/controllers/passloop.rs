@@ -65,12 +65,16 @@ impl Armed<'_> {
     }
 }
 
-/// Waits until every store has seen its first list.
+/// Waits until the store has seen its first list. Polls: kube-runtime's
+/// readiness wakes only one of several concurrent waiters on a shared store.
 pub async fn wait_ready<K>(store: &Store<K>)
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
-    let _ = store.wait_until_ready().await;
+    while tokio::time::timeout(Duration::from_millis(50), store.wait_until_ready())
+        .await
+        .is_err()
+    {}
 }
 
 /// Overlay entries older than this are dropped (the cache must have caught up).
