@@ -21,12 +21,17 @@ pub enum Kind {
     Warning,
 }
 
+/// (object uid, reason, message)
+type SeenKey = (String, String, String);
+/// (event namespace, event name, count)
+type SeenEvent = (String, String, i32);
+
 #[derive(Clone)]
 pub struct Recorder {
     client: kube::Client,
     component: String,
     /// (object uid, reason, message) → (event namespace, event name, count)
-    seen: Arc<Mutex<HashMap<(String, String, String), (String, String, i32)>>>,
+    seen: Arc<Mutex<HashMap<SeenKey, SeenEvent>>>,
 }
 
 impl Recorder {

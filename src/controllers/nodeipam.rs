@@ -34,18 +34,20 @@ struct Held {
 }
 
 pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let allocator = match IpNet::from_str(&ctx.config.cluster_cidr)
-            .and_then(|net| CidrAllocator::new(net, ctx.config.node_cidr_mask))
-        {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!("node IPAM disabled: {e}");
-                return;
-            }
-        };
-        run_loop(ctx, allocator).await;
-    }
+    start(ctx)
+}
+
+async fn start(ctx: Arc<Context>) {
+    let allocator = match IpNet::from_str(&ctx.config.cluster_cidr)
+        .and_then(|net| CidrAllocator::new(net, ctx.config.node_cidr_mask))
+    {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("node IPAM disabled: {e}");
+            return;
+        }
+    };
+    run_loop(ctx, allocator).await;
 }
 
 async fn run_loop(ctx: Arc<Context>, mut alloc: CidrAllocator) {

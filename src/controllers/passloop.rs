@@ -39,8 +39,11 @@ impl Waker {
     }
 
     pub fn arm(&self) -> Armed<'_> {
-        let mut waits: Vec<Pin<Box<Notified<'_>>>> =
-            self.notifies.iter().map(|n| Box::pin(n.notified())).collect();
+        let mut waits: Vec<Pin<Box<Notified<'_>>>> = self
+            .notifies
+            .iter()
+            .map(|n| Box::pin(n.notified()))
+            .collect();
         for w in &mut waits {
             w.as_mut().enable();
         }
@@ -210,7 +213,10 @@ mod tests {
     fn newer_write_wins_until_cache_catches_up() {
         let mut o = Overlay::default();
         o.written(cm("a", "5", "u"));
-        let got = o.merge(vec![Arc::new(cm("a", "3", "u")), Arc::new(cm("b", "4", "v"))]);
+        let got = o.merge(vec![
+            Arc::new(cm("a", "3", "u")),
+            Arc::new(cm("b", "4", "v")),
+        ]);
         assert_eq!(rvs(&got), vec!["a@5", "b@4"]);
         let got = o.merge(vec![Arc::new(cm("a", "6", "u"))]);
         assert_eq!(rvs(&got), vec!["a@6"]);
@@ -230,7 +236,10 @@ mod tests {
         o.deleted("ns", "a", Some("u".into()));
         assert!(o.merge(vec![Arc::new(cm("a", "3", "u"))]).is_empty());
         // a new object of the same name is shown
-        assert_eq!(rvs(&o.merge(vec![Arc::new(cm("a", "7", "w"))])), vec!["a@7"]);
+        assert_eq!(
+            rvs(&o.merge(vec![Arc::new(cm("a", "7", "w"))])),
+            vec!["a@7"]
+        );
         o.deleted("ns", "a", Some("w".into()));
         assert!(o.merge(vec![]).is_empty());
         assert!(o.entries.is_empty());

@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 
 use super::pod::json_quantity;
 use super::{
-    Errs, FIELD_IMMUTABLE, get, get_arr, get_bool, get_i64, get_str, get_strs, go, index, same, same_opt,
+    Errs, FIELD_IMMUTABLE, get, get_arr, get_bool, get_i64, get_str, get_strs, go, index, same,
+    same_opt,
 };
 
 pub(super) fn validate_update(e: &mut Errs, group: &str, kind: &str, old: &Value, new: &Value) {
