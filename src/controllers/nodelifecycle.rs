@@ -35,9 +35,9 @@ pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 
         plan::NODE_LEASE_NAMESPACE,
     ));
     async move {
-        let lease_task = tokio::spawn(run_forever(leases.start()));
-        run_loop(ctx, leases).await;
-        lease_task.abort();
+        // polled here, not spawned, so the informer dies with this future
+        let informer = run_forever(leases.start());
+        futures::future::join(informer, run_loop(ctx, leases)).await;
     }
 }
 

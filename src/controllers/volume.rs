@@ -39,15 +39,13 @@ pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 
     let classes: Arc<Informer<StorageClass>> = Informer::new(Api::all(ctx.client.clone()));
     async move {
         ensure_default_class(&ctx).await;
-        let tasks = [
-            tokio::spawn(run_forever(pvs.start())),
-            tokio::spawn(run_forever(pvcs.start())),
-            tokio::spawn(run_forever(classes.start())),
-        ];
-        run_loop(ctx, pvs, pvcs, classes).await;
-        for t in tasks {
-            t.abort();
-        }
+        // polled here, not spawned, so the informers die with this future
+        let informers = futures::future::join3(
+            run_forever(pvs.start()),
+            run_forever(pvcs.start()),
+            run_forever(classes.start()),
+        );
+        futures::future::join(informers, run_loop(ctx, pvs, pvcs, classes)).await;
     }
 }
 
