@@ -101,6 +101,9 @@ pub struct ServerArgs {
     /// Node IP to advertise
     #[arg(long, env = "SKIFF_NODE_IP")]
     pub node_ip: Option<String>,
+    /// How long a node may go without a heartbeat before it is marked unhealthy (e.g. 40s, 1m)
+    #[arg(long, env = "SKIFF_NODE_MONITOR_GRACE_PERIOD", default_value = "40s")]
+    pub node_monitor_grace_period: String,
     /// How often the store compacts old revisions (seconds)
     #[arg(long, env = "SKIFF_STORE_COMPACT_INTERVAL", default_value_t = 300)]
     pub store_compact_interval: u64,

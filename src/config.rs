@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub service_ip: Ipv4Addr,
     pub cluster_dns: Ipv4Addr,
     pub node_name: String,
+    /// `--node-monitor-grace-period`.
+    pub node_monitor_grace_period: std::time::Duration,
     pub compact_interval_secs: u64,
     pub compact_keep: i64,
     pub log_json: bool,
@@ -50,6 +52,39 @@ fn cidr(flag: &str, s: &str) -> Result<(Ipv4Addr, u8), ConfigError> {
         return Err(bad());
     }
     Ok((ip, len))
+}
+
+/// A Go-style duration (`40s`, `1m30s`, `500ms`, `1h`); a bare number is seconds.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += std::time::Duration::try_from_secs_f64(n * scale).ok()?;
+    }
+    Some(total)
 }
 
 /// The first non-loopback IPv4 address of this machine, or 127.0.0.1.
@@ -123,6 +158,14 @@ impl ServerConfig {
                 "invalid value for --store-compact-keep: keep at least 100 revisions".into(),
             ));
         }
+        let node_monitor_grace_period = parse_duration(&a.node_monitor_grace_period)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "invalid value {:?} for --node-monitor-grace-period: expected a positive duration such as 40s or 1m",
+                    a.node_monitor_grace_period
+                ))
+            })?;
         Ok(ServerConfig {
             data_dir: a.data_dir.clone(),
             port: a.https_listen_port,
@@ -139,10 +182,30 @@ impl ServerConfig {
             service_ip,
             cluster_dns,
             node_name: a.node_name.clone().unwrap_or_else(hostname),
+            node_monitor_grace_period,
             compact_interval_secs: a.store_compact_interval.max(1),
             compact_keep: a.store_compact_keep,
             log_json: a.log_format == "json",
             debug: a.debug,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("40s"), Some(Duration::from_secs(40)));
+        assert_eq!(parse_duration("40"), Some(Duration::from_secs(40)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration("s"), None);
     }
 }

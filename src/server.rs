@@ -123,6 +123,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         cluster_cidr: cfg.cluster_cidr.clone(),
         node_cidr_mask: 24,
         storage_dir: cfg.data_dir.join("storage"),
+        node_monitor_grace_period: cfg.node_monitor_grace_period,
     };
     let cm_client = crate::inproc::client(
         router.clone(),

@@ -1001,6 +1001,9 @@ fn default_resource_quota(rq: &mut Obj) {
 }
 
 fn default_node(node: &mut Obj) {
+    if let Some(spec) = child(node, "spec") {
+        sync_pod_cidrs(spec);
+    }
     let Some(status) = child(node, "status") else {
         return;
     };
@@ -1011,6 +1014,38 @@ fn default_node(node: &mut Obj) {
         && !is_empty_value(Some(&capacity))
     {
         status.insert("allocatable".into(), capacity);
+    }
+}
+
+/// Upstream keeps only `podCIDRs` internally: v1 → internal fills it from
+/// `podCIDR` when it is absent, internal → v1 sets `podCIDR` to its first
+/// entry. So `podCIDRs` wins when both are given, and a GET shows both.
+fn sync_pod_cidrs(spec: &mut Obj) {
+    if spec
+        .get("podCIDR")
+        .is_some_and(|v| !v.is_string() && !v.is_null())
+    {
+        return; // wrong type: left for validation
+    }
+    let single = spec
+        .get("podCIDR")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    let list: Option<Vec<Value>> = match spec.get("podCIDRs") {
+        None | Some(Value::Null) => single.map(|c| vec![Value::String(c)]),
+        Some(Value::Array(a)) => Some(a.clone()),
+        Some(_) => return, // wrong type: left for validation
+    };
+    match list.filter(|l| !l.is_empty()) {
+        Some(l) => {
+            spec.insert("podCIDR".into(), l[0].clone());
+            spec.insert("podCIDRs".into(), Value::Array(l));
+        }
+        None => {
+            spec.remove("podCIDR");
+            spec.remove("podCIDRs");
+        }
     }
 }
 
@@ -1143,6 +1178,22 @@ mod tests {
     fn defaulted(group: &str, kind: &str, mut v: Value) -> Value {
         apply_defaults(group, kind, &mut v);
         v
+    }
+
+    #[test]
+    fn node_pod_cidrs_are_kept_in_step() {
+        let spec = |v: Value| defaulted("", "Node", json!({"spec": v}))["spec"].clone();
+        assert_eq!(
+            spec(json!({"podCIDR": "10.42.0.0/24"})),
+            json!({"podCIDR": "10.42.0.0/24", "podCIDRs": ["10.42.0.0/24"]})
+        );
+        // podCIDRs wins, as in upstream's conversion
+        assert_eq!(
+            spec(json!({"podCIDR": "10.42.9.0/24", "podCIDRs": ["10.42.0.0/24", "fd00::/64"]})),
+            json!({"podCIDR": "10.42.0.0/24", "podCIDRs": ["10.42.0.0/24", "fd00::/64"]})
+        );
+        assert_eq!(spec(json!({"podCIDR": "", "podCIDRs": []})), json!({}));
+        assert_eq!(spec(json!({"podCIDR": 5})), json!({"podCIDR": 5}));
     }
 
     #[test]

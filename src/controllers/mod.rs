@@ -18,15 +18,20 @@ pub mod expectations;
 pub mod history;
 pub mod hpa;
 pub mod informers;
+pub mod ipam;
 pub mod job;
 pub mod leader;
+pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod owned;
+pub mod passloop;
 pub mod podutil;
 pub mod quota;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod ttl;
+pub mod volume;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +63,7 @@ pub struct Config {
     pub cluster_cidr: String,
     pub node_cidr_mask: u8,
     pub storage_dir: std::path::PathBuf,
+    pub node_monitor_grace_period: Duration,
 }
 
 /// What every controller shares: the client, the recorder, the informers.
@@ -133,6 +139,9 @@ pub async fn run_all(client: kube::Client, config: Config) {
     set.spawn(cronjob::run(ctx.clone()));
     set.spawn(ttl::run(ctx.clone()));
     set.spawn(eventttl::run(ctx.clone()));
+    set.spawn(nodelifecycle::run(ctx.clone()));
+    set.spawn(nodeipam::run(ctx.clone()));
+    set.spawn(volume::run(ctx.clone()));
     // informers start after every controller has subscribed
     set.spawn(run_forever(namespaces.start()));
     set.spawn(run_forever(ctx.pods.start()));

@@ -1476,6 +1476,33 @@ fn update_rules() {
             with(crd(), "/spec/names/shortNames", json!(["cron"])),
             vec![],
         ),
+        // podCIDR may be set once, from "" to valid (the node IPAM controller does)
+        (
+            "",
+            "Node",
+            json!({"metadata":{"name":"n"}}),
+            json!({"metadata":{"name":"n"},"spec":{"podCIDR":"10.42.1.0/24","podCIDRs":["10.42.1.0/24"]}}),
+            vec![],
+        ),
+        (
+            "",
+            "Node",
+            json!({"metadata":{"name":"n"},"spec":{"podCIDR":"10.42.1.0/24","podCIDRs":["10.42.1.0/24"]}}),
+            json!({"metadata":{"name":"n"},"spec":{"podCIDR":"10.42.2.0/24","podCIDRs":["10.42.2.0/24"]}}),
+            vec![s(
+                "spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to valid",
+            )],
+        ),
+        // stored before podCIDRs was filled in: podCIDR alone counts as set
+        (
+            "",
+            "Node",
+            json!({"metadata":{"name":"n"},"spec":{"podCIDR":"10.42.1.0/24"}}),
+            json!({"metadata":{"name":"n"},"spec":{"podCIDR":"10.42.3.0/24"}}),
+            vec![s(
+                "spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to valid",
+            )],
+        ),
         (
             "storage.k8s.io",
             "StorageClass",

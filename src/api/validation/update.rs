@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 
 use super::pod::json_quantity;
 use super::{
-    Errs, FIELD_IMMUTABLE, get, get_arr, get_bool, get_i64, get_str, go, index, same, same_opt,
+    Errs, FIELD_IMMUTABLE, get, get_arr, get_bool, get_i64, get_str, get_strs, go, index, same,
+    same_opt,
 };
 
 pub(super) fn validate_update(e: &mut Errs, group: &str, kind: &str, old: &Value, new: &Value) {
@@ -481,8 +482,16 @@ fn pv_update(e: &mut Errs, old: &Value, new: &Value) {
 
 fn node_update(e: &mut Errs, old: &Value, new: &Value) {
     let (os, ns) = (spec_of(old), spec_of(new));
-    let old_cidrs = get_arr(os, "podCIDRs");
-    if !old_cidrs.is_empty() && !same_opt(get(os, "podCIDRs"), get(ns, "podCIDRs")) {
+    // podCIDR may be set once (from "" to valid), then never changed
+    fn cidrs(spec: &Value) -> Vec<&str> {
+        let list = get_strs(spec, "podCIDRs");
+        match get_str(spec, "podCIDR").filter(|c| !c.is_empty()) {
+            Some(c) if list.is_empty() => vec![c],
+            _ => list,
+        }
+    }
+    let old_cidrs = cidrs(os);
+    if !old_cidrs.is_empty() && old_cidrs != cidrs(ns) {
         e.forbidden(
             "spec.podCIDRs",
             "node updates may not change podCIDR except from \"\" to valid",
