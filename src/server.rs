@@ -130,18 +130,23 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         crate::inproc::users::CONTROLLER_MANAGER,
         &[],
     );
+    let (shared, informer_tasks) = crate::controllers::informers::Shared::start(&cm_client);
+    let cm_shared = shared.clone();
     let mut tasks = vec![
         tokio::spawn(crate::controllers::leader::run(
             cm_client.clone(),
             "kube-controller-manager",
             identity.clone(),
-            move || crate::controllers::run_all(cm_client.clone(), cm_config.clone()),
+            move || {
+                crate::controllers::run_all(cm_client.clone(), cm_config.clone(), cm_shared.clone())
+            },
         )),
         tokio::spawn(controllers::run_crds(app.clone())),
         tokio::spawn(controllers::run_namespaces(app.clone())),
         tokio::spawn(controllers::run_gc(app.clone())),
         compactor,
     ];
+    tasks.extend(informer_tasks);
     if !cfg.disable_scheduler {
         let sched_client =
             crate::inproc::client(router.clone(), crate::inproc::users::SCHEDULER, &[]);
@@ -149,7 +154,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             sched_client.clone(),
             "kube-scheduler",
             identity.clone(),
-            move || crate::scheduler::run(sched_client.clone()),
+            move || crate::scheduler::run(sched_client.clone(), shared.clone()),
         )));
     }
     let addr = SocketAddr::new(cfg.bind_address, cfg.port);

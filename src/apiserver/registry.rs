@@ -682,6 +682,23 @@ impl Registry {
                 json!({"phase": "Pending"})
             }
             ("", "Service") => json!({"loadBalancer": {}}),
+            // fields upstream serializes even when zero (no omitempty);
+            // typed clients reject a status without them
+            ("apps", "ReplicaSet") | ("", "ReplicationController") => json!({"replicas": 0}),
+            ("apps", "StatefulSet") => json!({"replicas": 0, "availableReplicas": 0}),
+            ("apps", "DaemonSet") => json!({
+                "currentNumberScheduled": 0,
+                "numberMisscheduled": 0,
+                "desiredNumberScheduled": 0,
+                "numberReady": 0,
+            }),
+            ("autoscaling", "HorizontalPodAutoscaler") => json!({"desiredReplicas": 0}),
+            ("policy", "PodDisruptionBudget") => json!({
+                "disruptionsAllowed": 0,
+                "currentHealthy": 0,
+                "desiredHealthy": 0,
+                "expectedPods": 0,
+            }),
             _ => json!({}),
         };
         if let Some(m) = obj.as_object_mut() {

@@ -33,6 +33,8 @@ where
     notify: Arc<Notify>,
     /// namespace → name → object, kept in step with the store.
     by_ns: std::sync::RwLock<HashMap<String, BTreeMap<String, Arc<K>>>>,
+    /// True once the first list is in the store.
+    listed: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K> Informer<K>
@@ -54,6 +56,7 @@ where
             subscribers: Mutex::new(Vec::new()),
             notify: Arc::new(Notify::new()),
             by_ns: Default::default(),
+            listed: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -63,10 +66,24 @@ where
     }
 
     /// Every object the informer applies, in order (old then new on update).
+    /// A subscriber that joins after the first list first gets every cached
+    /// object (so informers can be shared by components started later).
     pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.subscribers.lock().unwrap().push(tx);
+        let mut subs = self.subscribers.lock().unwrap();
+        if *self.listed.borrow() {
+            for o in self.store.state() {
+                let _ = tx.send(o);
+            }
+        }
+        subs.push(tx);
         UnboundedReceiverStream::new(rx)
+    }
+
+    /// Resolves once the first list is in the cache.
+    pub async fn ready(&self) {
+        let mut rx = self.listed.subscribe();
+        let _ = rx.wait_for(|listed| *listed).await;
     }
 
     /// Start watching; call once, after the subscriptions are taken.
@@ -112,6 +129,7 @@ where
                     }
                     watcher::Event::InitDone => {
                         writer.apply_watcher_event(&ev);
+                        me.listed.send_replace(true);
                         out = me.store.state();
                     }
                     _ => writer.apply_watcher_event(&ev),
@@ -171,5 +189,26 @@ where
     /// Resolves after the next change the informer applies.
     pub fn notifier(&self) -> Arc<Notify> {
         self.notify.clone()
+    }
+}
+
+/// The informers the scheduler and the controller manager share (pods and
+/// nodes are the big ones): started once by the server, outside the leader
+/// leases, so a component that (re)gains its lease finds them warm.
+#[derive(Clone)]
+pub struct Shared {
+    pub pods: Arc<Informer<k8s_openapi::api::core::v1::Pod>>,
+    pub nodes: Arc<Informer<k8s_openapi::api::core::v1::Node>>,
+}
+
+impl Shared {
+    /// Create and start them; the handles stop them when aborted.
+    pub fn start(client: &kube::Client) -> (Shared, Vec<tokio::task::JoinHandle<()>>) {
+        let shared = Shared {
+            pods: Informer::new(Api::all(client.clone())),
+            nodes: Informer::new(Api::all(client.clone())),
+        };
+        let handles = vec![shared.pods.start(), shared.nodes.start()];
+        (shared, handles)
     }
 }

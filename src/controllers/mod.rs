@@ -103,12 +103,12 @@ pub fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Context>) -> Action 
 }
 
 /// Run every controller until the future is dropped (the leader lease is lost).
-pub async fn run_all(client: kube::Client, config: Config) {
+pub async fn run_all(client: kube::Client, config: Config, shared: informers::Shared) {
     let ctx = Arc::new(Context {
         recorder: events::Recorder::new(client.clone(), "kube-controller-manager"),
         ca_pem: config.ca_pem.clone(),
-        pods: Informer::new(Api::all(client.clone())),
-        nodes: Informer::new(Api::all(client.clone())),
+        pods: shared.pods.clone(),
+        nodes: shared.nodes.clone(),
         serviceaccounts: Informer::new(Api::all(client.clone())),
         configmaps: Informer::new(Api::all(client.clone())),
         services: Informer::new(Api::all(client.clone())),
@@ -144,8 +144,6 @@ pub async fn run_all(client: kube::Client, config: Config) {
     set.spawn(volume::run(ctx.clone()));
     // informers start after every controller has subscribed
     set.spawn(run_forever(namespaces.start()));
-    set.spawn(run_forever(ctx.pods.start()));
-    set.spawn(run_forever(ctx.nodes.start()));
     set.spawn(run_forever(ctx.serviceaccounts.start()));
     set.spawn(run_forever(ctx.configmaps.start()));
     set.spawn(run_forever(ctx.services.start()));

@@ -228,7 +228,7 @@ async fn worker(
 ) {
     let _ = shell.quotas.store().wait_until_ready().await;
     let _ = shell.pvcs.store().wait_until_ready().await;
-    let _ = shell.ctx.pods.store().wait_until_ready().await;
+    shell.ctx.pods.ready().await;
     let mut resync = tokio::time::interval(RESYNC);
     loop {
         let mut pending = BTreeSet::new();

@@ -100,10 +100,13 @@ struct BindDone {
 type Sub<K> = std::pin::Pin<Box<dyn Stream<Item = Arc<K>> + Send>>;
 
 /// Run the scheduler until the future is dropped (the lease is lost).
-pub fn run(client: kube::Client) -> impl Future<Output = ()> + Send + 'static {
+pub fn run(
+    client: kube::Client,
+    shared: crate::controllers::informers::Shared,
+) -> impl Future<Output = ()> + Send + 'static {
     let inf = Informers {
-        pods: Informer::new(Api::all(client.clone())),
-        nodes: Informer::new(Api::all(client.clone())),
+        pods: shared.pods,
+        nodes: shared.nodes,
         namespaces: Informer::new(Api::all(client.clone())),
         pvcs: Informer::new(Api::all(client.clone())),
         pvs: Informer::new(Api::all(client.clone())),
@@ -121,8 +124,6 @@ pub fn run(client: kube::Client) -> impl Future<Output = ()> + Send + 'static {
     };
     async move {
         let _guard = AbortOnDrop(vec![
-            inf.pods.start(),
-            inf.nodes.start(),
             inf.namespaces.start(),
             inf.pvcs.start(),
             inf.pvs.start(),
@@ -132,8 +133,8 @@ pub fn run(client: kube::Client) -> impl Future<Output = ()> + Send + 'static {
         ]);
         // like upstream, decide only once the cache holds every node and
         // every assigned pod
-        let _ = inf.pods.store().wait_until_ready().await;
-        let _ = inf.nodes.store().wait_until_ready().await;
+        inf.pods.ready().await;
+        inf.nodes.ready().await;
         let _ = inf.priority_classes.store().wait_until_ready().await;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut s = Scheduler {

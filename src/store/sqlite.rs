@@ -58,7 +58,7 @@ impl Default for SqliteOptions {
             synchronous_full: true,
             max_batch: 256,
             readers: 4,
-            watch_cache_events: 100_000,
+            watch_cache_events: 10_000,
         }
     }
 }

@@ -313,7 +313,8 @@ def test_get_output_formats(kubectl, namespace, tmp_path):
     header, rows = table(k.run("get", "deployments", "-n", ns).stdout)
     assert header == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], header
     web = row_for(rows, "web")
-    assert web[1:4] == ["0/2", "0", "0"], f"no controllers run, so READY 0/2: {web}"
+    # the controllers create pods, but no node runs them: nothing is ready
+    assert web[1] == "0/2" and web[2] in ("0", "2") and web[3] == "0", f"READY 0/2: {web}"
     assert re.fullmatch(r"\d+s", web[4]), f"AGE {web[4]!r}"
 
     header, rows = table(k.run("get", "deploy", "-n", ns, "-o", "wide").stdout)
@@ -429,7 +430,7 @@ def test_describe(kubectl, namespace, tmp_path):
     p = k.run("describe", "deployment", "web", "-n", ns)
     out = p.stdout
     for pattern in (rf"^Name:\s+web$", rf"^Namespace:\s+{ns}$", r"^Labels:\s+app=web$",
-                    r"^Selector:\s+app=web$", r"^Replicas:\s+2 desired \| 0 updated \| 0 total \| 0 available",
+                    r"^Selector:\s+app=web$", r"^Replicas:\s+2 desired \| \d updated \| \d total \| 0 available",
                     r"^StrategyType:\s+RollingUpdate$", r"^RollingUpdateStrategy:\s+25% max unavailable, 25% max surge$",
                     r"^Pod Template:$", r"^\s+Image:\s+nginx:1.25$", r"^\s+Image:\s+busybox:1.36$", r"^Events:"):
         assert re.search(pattern, out, re.M), f"describe deployment lacks /{pattern}/" + explain(k, p)

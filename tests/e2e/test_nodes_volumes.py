@@ -301,9 +301,9 @@ def test_pod_cidrs_exhaustion_release_and_immutability(api, k, kubelets):
     eventually(lambda: pod_cidr(v1.read_node(extra)) == freed, what="freed block reused")
     assert v1.read_node(extra).spec.pod_cidrs == [freed]
 
-    # set once, then immutable (upstream wording)
+    # set once, then immutable (upstream wording); a block it does not hold
     p = k.run("patch", "node", extra, "--type=merge", "-p",
-              '{"spec":{"podCIDR":"10.42.3.0/24","podCIDRs":["10.42.3.0/24"]}}', check=False)
+              '{"spec":{"podCIDR":"10.99.3.0/24","podCIDRs":["10.99.3.0/24"]}}', check=False)
     assert p.returncode != 0
     assert 'spec.podCIDRs: Forbidden: node updates may not change podCIDR except from "" to valid' in p.stderr
 

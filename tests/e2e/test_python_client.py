@@ -152,9 +152,17 @@ def test_deployment_crud(apps, namespace):
     assert created.spec.template.spec.restart_policy == "Always"
     assert created.spec.template.spec.dns_policy == "ClusterFirst"
 
-    got = apps.read_namespaced_deployment("web", namespace)
-    got.spec.replicas = 3
-    replaced = apps.replace_namespaced_deployment("web", namespace, got)
+    # the deployment controller writes the object too: retry on conflict,
+    # as clients of a live cluster do
+    for attempt in range(10):
+        got = apps.read_namespaced_deployment("web", namespace)
+        got.spec.replicas = 3
+        try:
+            replaced = apps.replace_namespaced_deployment("web", namespace, got)
+            break
+        except ApiException as e:
+            if e.status != 409 or attempt == 9:
+                raise
     assert replaced.spec.replicas == 3
     assert replaced.metadata.generation == 2
 

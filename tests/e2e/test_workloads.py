@@ -30,7 +30,7 @@ def wait_for(pred, timeout=60, interval=0.1, what="condition"):
 @pytest.fixture(scope="module")
 def cluster():
     s = Server().start()
-    fk = FakeKubelet(s.kubeconfig, ["node-a", "node-b", "node-c"], ready_delay=0.2, bind_pending=True).start()
+    fk = FakeKubelet(s.kubeconfig, ["node-a", "node-b", "node-c"], ready_delay=0.2).start()
     yield s, fk
     fk.stop()
     s.cleanup()
@@ -226,7 +226,7 @@ def test_replicaset_adopts_and_recreates(cluster, ns, k):
 
 def test_kill_mid_rollout_resumes(tmp_path):
     s = Server().start()
-    fk = FakeKubelet(s.kubeconfig, ["n1", "n2"], ready_delay=1.0, bind_pending=True).start()
+    fk = FakeKubelet(s.kubeconfig, ["n1", "n2"], ready_delay=1.0).start()
     try:
         k = Kubectl(ALL_KUBECTLS[-1], s)
         k.run("create", "deployment", "r", "--image=busybox:1", "--replicas=8")
