@@ -1393,7 +1393,32 @@ impl Registry {
 
     // -------------------------------------------------------------- delete
 
+    /// Delete (or start deleting) an object. A concurrent write between our
+    /// read and our write is retried, as upstream's GuaranteedUpdate does;
+    /// only a caller's own preconditions can make a delete conflict.
     pub async fn delete(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Deleted> {
+        let mut attempt = 0;
+        loop {
+            match self.delete_once(res, ns, name, opts).await {
+                Err(e)
+                    if e.code == 409
+                        && e.message.contains("the object has been modified")
+                        && attempt < 16 =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn delete_once(
         &self,
         res: &Resource,
         ns: Option<&str>,

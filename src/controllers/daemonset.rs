@@ -13,7 +13,7 @@
 
 pub mod plan;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -228,40 +228,19 @@ fn error_policy(_ds: Arc<DaemonSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     Action::requeue(Duration::from_millis(500))
 }
 
-/// DaemonSets a pod change concerns: its controller, or for an orphan every
-/// DaemonSet in its namespace whose selector matches it.
-fn daemonsets_for_pod(store: &Store<DaemonSet>, pod: &Pod) -> Vec<ObjectRef<DaemonSet>> {
-    let ns = pod.namespace().unwrap_or_default();
-    if let Some(r) = podutil::controller_ref(&pod.metadata) {
-        if r.kind == KIND {
-            return vec![ObjectRef::new(&r.name).within(&ns)];
-        }
-        return vec![];
-    }
-    let empty = BTreeMap::new();
-    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-    store
-        .state()
-        .iter()
-        .filter(|d| d.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|d| {
-            d.spec
-                .as_ref()
-                .is_some_and(|sp| podutil::selector_matches(&sp.selector, labels))
-        })
-        .map(|d| ObjectRef::from_obj(&**d))
-        .collect()
-}
-
 pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 'static {
     let client = ctx.client.clone();
     let daemonsets: Arc<Informer<DaemonSet>> = Informer::new(Api::all(client.clone()));
     let revisions: Arc<Informer<ControllerRevision>> = Informer::new(Api::all(client));
-    let pod_store = daemonsets.store();
+    let owners = daemonsets.clone();
     let node_store = daemonsets.store();
     let controller = Controller::for_shared_stream(daemonsets.subscribe(), daemonsets.store())
         .watches_shared_stream(ctx.pods.subscribe(), move |pod: Arc<Pod>| {
-            daemonsets_for_pod(&pod_store, &pod)
+            owners.owners_of(&pod.metadata, |d, labels| {
+                d.spec
+                    .as_ref()
+                    .is_some_and(|sp| podutil::selector_matches(&sp.selector, labels))
+            })
         })
         .watches_shared_stream(ctx.nodes.subscribe(), move |_node: Arc<Node>| {
             node_store

@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -122,41 +122,17 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
     })
 }
 
-/// Deployments a ReplicaSet change concerns: its controller, or for an
-/// orphan the Deployments whose selector matches it.
-fn deployments_for_rs(store: &Store<Deployment>, rs: &ReplicaSet) -> Vec<ObjectRef<Deployment>> {
-    let ns = rs.namespace().unwrap_or_default();
-    if let Some(r) = super::podutil::controller_ref(&rs.metadata) {
-        return if r.kind == "Deployment" {
-            vec![ObjectRef::new(&r.name).within(&ns)]
-        } else {
-            vec![]
-        };
-    }
-    let empty = Default::default();
-    store
-        .state()
-        .iter()
-        .filter(|d| d.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|d| {
-            d.spec.as_ref().is_some_and(|s| {
-                super::podutil::selector_matches(
-                    &s.selector,
-                    rs.metadata.labels.as_ref().unwrap_or(&empty),
-                )
-            })
-        })
-        .map(|d| ObjectRef::from_obj(&**d))
-        .collect()
-}
-
 pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let store = ctx.deployments.store();
+    let owners = ctx.deployments.clone();
     let rs_store = ctx.replicasets.store();
     let deploy_store = ctx.deployments.store();
     Controller::for_shared_stream(ctx.deployments.subscribe(), ctx.deployments.store())
         .watches_shared_stream(ctx.replicasets.subscribe(), move |rs: Arc<ReplicaSet>| {
-            deployments_for_rs(&store, &rs)
+            owners.owners_of(&rs.metadata, |d, labels| {
+                d.spec
+                    .as_ref()
+                    .is_some_and(|s| super::podutil::selector_matches(&s.selector, labels))
+            })
         })
         // Recreate waits for old pods to go away: pod → ReplicaSet → Deployment
         .watches_shared_stream(ctx.pods.subscribe(), move |pod: Arc<Pod>| {

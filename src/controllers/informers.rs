@@ -186,6 +186,30 @@ where
         }
     }
 
+    /// The cached objects a child change concerns: the child's controller
+    /// when it is one of ours (kind `K`), or for an orphan every object of
+    /// its namespace that `selects` its labels (so it can be adopted).
+    pub fn owners_of(
+        &self,
+        child: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        selects: impl Fn(&K, &BTreeMap<String, String>) -> bool,
+    ) -> Vec<ObjectRef<K>> {
+        let ns = child.namespace.clone().unwrap_or_default();
+        if let Some(r) = super::podutil::controller_ref(child) {
+            if r.kind == K::kind(&()) {
+                return vec![ObjectRef::new(&r.name).within(&ns)];
+            }
+            return vec![];
+        }
+        let empty = BTreeMap::new();
+        let labels = child.labels.as_ref().unwrap_or(&empty);
+        self.in_namespace(&ns)
+            .iter()
+            .filter(|o| selects(o, labels))
+            .map(|o| ObjectRef::from_obj(&**o))
+            .collect()
+    }
+
     /// Resolves after the next change the informer applies.
     pub fn notifier(&self) -> Arc<Notify> {
         self.notify.clone()

@@ -31,7 +31,6 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::events::Kind;
-use super::informers::Informer;
 use super::{Context, Error, ignore_gone, podutil};
 use plan::{JobAction, TRACKING_FINALIZER};
 
@@ -42,30 +41,6 @@ fn record(ctx: &Context, job: &Job, ev: &plan::Event) {
         Kind::Normal
     };
     ctx.recorder.record(job, kind, &ev.reason, &ev.message);
-}
-
-/// Jobs a pod change concerns: its controlling Job, or for an orphan every
-/// Job of its namespace whose selector matches it (adoption).
-fn jobs_for_pod(jobs: &Informer<Job>, pod: &Pod) -> Vec<ObjectRef<Job>> {
-    let ns = pod.namespace().unwrap_or_default();
-    if let Some(r) = podutil::controller_ref(&pod.metadata) {
-        if r.kind == "Job" && r.api_version.starts_with("batch/") {
-            return vec![ObjectRef::new(&r.name).within(&ns)];
-        }
-        return vec![];
-    }
-    let empty = Default::default();
-    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-    jobs.in_namespace(&ns)
-        .iter()
-        .filter(|j| {
-            j.spec
-                .as_ref()
-                .and_then(|s| s.selector.as_ref())
-                .is_some_and(|s| podutil::selector_matches(s, labels))
-        })
-        .map(|j| ObjectRef::from_obj(&**j))
-        .collect()
 }
 
 fn uid_precondition(uid: &str) -> DeleteParams {
@@ -355,7 +330,12 @@ pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 
     let jobs = ctx.jobs.clone();
     let controller = Controller::for_shared_stream(ctx.jobs.subscribe(), ctx.jobs.store())
         .watches_shared_stream(ctx.pods.subscribe(), move |pod: Arc<Pod>| {
-            jobs_for_pod(&jobs, &pod)
+            jobs.owners_of(&pod.metadata, |j, labels| {
+                j.spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .is_some_and(|s| podutil::selector_matches(s, labels))
+            })
         })
         .run(reconcile, super::error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));

@@ -15,38 +15,11 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::events::Kind;
 use super::{Context, Error, ignore_gone};
-
-/// Owners (of kind `K`) a pod change concerns: its controller, or for an
-/// orphan every owner in the namespace whose selector matches it.
-fn owners_for_pod<K>(
-    store: &Store<K>,
-    pod: &Pod,
-    owner: impl for<'a> Fn(&'a K) -> plan::Owner<'a>,
-) -> Vec<ObjectRef<K>>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    let ns = pod.namespace().unwrap_or_default();
-    if let Some(r) = super::podutil::controller_ref(&pod.metadata) {
-        if r.kind == K::kind(&()) {
-            return vec![ObjectRef::new(&r.name).within(&ns)];
-        }
-        return vec![];
-    }
-    store
-        .state()
-        .iter()
-        .filter(|o| o.meta().namespace.as_deref() == Some(ns.as_str()))
-        .filter(|o| owner(o).selects(pod.metadata.labels.as_ref()))
-        .map(|o| ObjectRef::from_obj(&**o))
-        .collect()
-}
 
 /// One sync of either kind; `write_status` gets the computed status.
 async fn sync<K>(
@@ -180,10 +153,12 @@ async fn reconcile_rc(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Resu
 pub fn run_replicasets(
     ctx: Arc<Context>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let store = ctx.replicasets.store();
+    let owners = ctx.replicasets.clone();
     Controller::for_shared_stream(ctx.replicasets.subscribe(), ctx.replicasets.store())
         .watches_shared_stream(ctx.pods.subscribe(), move |pod: Arc<Pod>| {
-            owners_for_pod(&store, &pod, |o| plan::Owner::from_replica_set(o))
+            owners.owners_of(&pod.metadata, |o, labels| {
+                plan::Owner::from_replica_set(o).selects(Some(labels))
+            })
         })
         .run(reconcile_rs, super::error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
@@ -192,14 +167,14 @@ pub fn run_replicasets(
 pub fn run_replicationcontrollers(
     ctx: Arc<Context>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let store = ctx.replicationcontrollers.store();
+    let owners = ctx.replicationcontrollers.clone();
     Controller::for_shared_stream(
         ctx.replicationcontrollers.subscribe(),
         ctx.replicationcontrollers.store(),
     )
     .watches_shared_stream(ctx.pods.subscribe(), move |pod: Arc<Pod>| {
-        owners_for_pod(&store, &pod, |o| {
-            plan::Owner::from_replication_controller(o)
+        owners.owners_of(&pod.metadata, |o, labels| {
+            plan::Owner::from_replication_controller(o).selects(Some(labels))
         })
     })
     .run(reconcile_rc, super::error_policy, ctx)

@@ -21,7 +21,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -261,41 +261,20 @@ fn error_policy(_set: Arc<StatefulSet>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     Action::requeue(Duration::from_millis(500))
 }
 
-/// Sets a pod change concerns: its controller, or for an orphan every set
-/// in its namespace whose selector matches it.
-fn sets_for_pod(store: &Store<StatefulSet>, pod: &Pod) -> Vec<ObjectRef<StatefulSet>> {
-    let ns = pod.namespace().unwrap_or_default();
-    if let Some(r) = podutil::controller_ref(&pod.metadata) {
-        if r.kind == KIND {
-            return vec![ObjectRef::new(&r.name).within(&ns)];
-        }
-        return vec![];
-    }
-    let empty = BTreeMap::new();
-    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-    store
-        .state()
-        .iter()
-        .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|s| {
-            s.spec
-                .as_ref()
-                .is_some_and(|sp| podutil::selector_matches(&sp.selector, labels))
-        })
-        .map(|s| ObjectRef::from_obj(&**s))
-        .collect()
-}
-
 pub fn run(ctx: Arc<Context>) -> impl std::future::Future<Output = ()> + Send + 'static {
     let client = ctx.client.clone();
     let sets: Arc<Informer<StatefulSet>> = Informer::new(Api::all(client.clone()));
     let revisions: Arc<Informer<ControllerRevision>> = Informer::new(Api::all(client.clone()));
     let claims: Arc<Informer<PersistentVolumeClaim>> = Informer::new(Api::all(client));
-    let pod_store = sets.store();
+    let owners = sets.clone();
     let claim_store = sets.store();
     let controller = Controller::for_shared_stream(sets.subscribe(), sets.store())
         .watches_shared_stream(ctx.pods.subscribe(), move |pod: Arc<Pod>| {
-            sets_for_pod(&pod_store, &pod)
+            owners.owners_of(&pod.metadata, |s, labels| {
+                s.spec
+                    .as_ref()
+                    .is_some_and(|sp| podutil::selector_matches(&sp.selector, labels))
+            })
         })
         .watches_shared_stream(revisions.subscribe(), |cr: Arc<ControllerRevision>| {
             podutil::controller_ref(&cr.metadata)

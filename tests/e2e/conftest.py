@@ -43,6 +43,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for(pred, timeout=60, interval=0.1, what="condition"):
+    """Poll `pred` until it returns something truthy (returned); fail after `timeout` s."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
 class Server:
     """A running `skiff server --disable-agent` on a private data dir."""
 

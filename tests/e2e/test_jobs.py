@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from conftest import ALL_KUBECTLS, Kubectl, Server
+from conftest import ALL_KUBECTLS, Kubectl, Server, wait_for
 
 NODE = "jobs-node"
 TRACKING = "batch.kubernetes.io/job-tracking"
@@ -27,17 +27,6 @@ def now():
 
 def rfc3339(t=None):
     return (t or now()).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def wait_for(pred, timeout=30, interval=0.1, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def old_events(core, k):

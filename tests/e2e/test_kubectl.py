@@ -20,6 +20,8 @@ import time
 
 import pytest
 
+from conftest import wait_for
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MANIFESTS = os.path.join(HERE, "manifests")
 
@@ -27,21 +29,7 @@ MANIFESTS = os.path.join(HERE, "manifests")
 # --------------------------------------------------------------------------- helpers
 
 
-def eventually(fn, timeout=15.0, interval=0.1, what="condition"):
-    """Call fn until it returns a truthy value (returned) or the timeout passes."""
-    deadline = time.time() + timeout
-    last = None
-    while True:
-        try:
-            result = fn()
-            if result:
-                return result
-            last = result
-        except AssertionError as e:  # a failed intermediate assertion is retried
-            last = e
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last result: {last!r}")
-        time.sleep(interval)
+eventually = wait_for
 
 
 def fails(k, *args, input=None, env=None, timeout=60):

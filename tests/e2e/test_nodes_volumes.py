@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from conftest import ALL_KUBECTLS, Kubectl, Server
+from conftest import ALL_KUBECTLS, Kubectl, Server, wait_for
 
 GRACE_SECONDS = 4
 CLUSTER_CIDR = "10.42.0.0/22"
@@ -50,18 +50,7 @@ def k(server):
     return Kubectl(ALL_KUBECTLS[-1], server)
 
 
-def eventually(fn, timeout=20.0, interval=0.2, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except ApiException as e:
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+eventually = wait_for
 
 
 def now_rfc3339():

@@ -12,6 +12,8 @@ import time
 import uuid
 
 import pytest
+
+from conftest import wait_for
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
@@ -55,17 +57,6 @@ def cm(name, data=None, labels=None, rv=None):
         metadata=client.V1ObjectMeta(name=name, labels=labels, resource_version=rv),
         data=data,
     )
-
-
-def wait_for(pred, timeout=20, interval=0.2, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last={last!r})")
 
 
 # --------------------------------------------------------------------- CRUD

@@ -13,18 +13,7 @@ import time
 
 import pytest
 
-from conftest import ALL_KUBECTLS, Kubectl, Server
-
-
-def wait_for(pred, timeout=30, interval=0.1, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+from conftest import ALL_KUBECTLS, Kubectl, Server, wait_for
 
 
 def make_node(k, name, cpu="4", labels=None, taints=None):

@@ -12,17 +12,7 @@ import urllib.request
 
 import pytest
 
-from conftest import OLDEST_NEWEST, Kubectl
-
-
-def wait_for(pred, timeout=30, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        r = pred()
-        if r:
-            return r
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from conftest import OLDEST_NEWEST, Kubectl, wait_for
 
 
 def get(server, path, token):

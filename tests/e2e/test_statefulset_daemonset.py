@@ -12,23 +12,10 @@ import time
 
 import pytest
 
-from conftest import ALL_KUBECTLS, OLDEST_NEWEST, Kubectl
+from conftest import ALL_KUBECTLS, OLDEST_NEWEST, Kubectl, wait_for
 
 
-def eventually(fn, timeout=20.0, interval=0.1, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while True:
-        try:
-            result = fn()
-            if result:
-                return result
-            last = result
-        except AssertionError as e:
-            last = e
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        time.sleep(interval)
+eventually = wait_for
 
 
 @pytest.fixture

@@ -12,19 +12,8 @@ import time
 import pytest
 from kubernetes import client, config, watch
 
-from conftest import ALL_KUBECTLS, OLDEST_NEWEST, Kubectl, Server
+from conftest import ALL_KUBECTLS, OLDEST_NEWEST, Kubectl, Server, wait_for
 from fakekubelet import FakeKubelet
-
-
-def wait_for(pred, timeout=60, interval=0.1, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")
