@@ -245,3 +245,84 @@ def test_kill_mid_rollout_resumes(tmp_path):
     finally:
         fk.stop()
         s.cleanup()
+
+
+def test_statefulset_with_local_path_volumes(cluster, ns, k):
+    s, fk = cluster
+    sts = {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": ns},
+        "spec": {
+            "replicas": 3, "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}},
+                         "spec": {"containers": [{"name": "c", "image": "busybox:1",
+                                                  "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}},
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }],
+        },
+    }
+    k.run("apply", "-f", "-", input=json.dumps(sts))
+    k.run("rollout", "status", "statefulset/db", "-n", ns, "--timeout=90s")
+    pods = {p["metadata"]["name"]: p for p in k.json("get", "pods", "-n", ns, "-l", "app=db")["items"]}
+    assert sorted(pods) == ["db-0", "db-1", "db-2"]
+    created = [pods[f"db-{i}"]["metadata"]["creationTimestamp"] for i in range(3)]
+    assert created == sorted(created), "ordinals are created in order"
+    for i in range(3):
+        pvc = k.json("get", "pvc", f"data-db-{i}", "-n", ns)
+        assert pvc["status"]["phase"] == "Bound", pvc
+        assert pvc["spec"]["storageClassName"] == "local-path"
+        pv = k.json("get", "pv", pvc["spec"]["volumeName"])
+        assert pv["spec"]["hostPath"]["path"].startswith(s.data_dir), pv["spec"]["hostPath"]
+        term = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+        assert term["values"] == [pods[f"db-{i}"]["spec"]["nodeName"]], "the volume pins the pod's node"
+
+
+def test_daemonset_one_pod_per_eligible_node(cluster, ns, k):
+    s, fk = cluster
+    fk.taints["node-tainted"] = [{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]
+    fk.add_node("node-tainted")
+    try:
+        ds = {
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": ns},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                     "template": {"metadata": {"labels": {"app": "agent"}},
+                                  "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}},
+        }
+        k.run("apply", "-f", "-", input=json.dumps(ds))
+        k.run("rollout", "status", "daemonset/agent", "-n", ns, "--timeout=60s")
+        pods = k.json("get", "pods", "-n", ns, "-l", "app=agent")["items"]
+        nodes = sorted(p["spec"]["nodeName"] for p in pods)
+        assert nodes == ["node-a", "node-b", "node-c"], nodes
+    finally:
+        k.run("delete", "node", "node-tainted", check=False)
+        fk.nodes.remove("node-tainted")
+
+
+def test_drain_moves_workloads(cluster, ns, k):
+    s, fk = cluster
+    k.run("create", "deployment", "mover", "--image=busybox:1", "--replicas=4", "-n", ns)
+    k.run("rollout", "status", "deployment/mover", "-n", ns, "--timeout=60s")
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+           "metadata": {"name": "mover", "namespace": ns},
+           "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "mover"}}}}
+    k.run("apply", "-f", "-", input=json.dumps(pdb))
+    wait_for(lambda: (k.json("get", "pdb", "mover", "-n", ns).get("status") or {}).get("disruptionsAllowed") == 1,
+             what="PDB allows one disruption")
+    try:
+        k.run("drain", "node-a", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=90s",
+              timeout=120)
+
+        def settled():
+            pods = [p for p in k.json("get", "pods", "-n", ns, "-l", "app=mover")["items"]
+                    if not p["metadata"].get("deletionTimestamp")]
+            ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                            for c in (p.get("status") or {}).get("conditions") or [])]
+            return len(ready) == 4 and all(p["spec"].get("nodeName") != "node-a" for p in pods)
+        wait_for(settled, what="4 ready pods, none on the drained node")
+        assert k.json("get", "node", "node-a")["spec"].get("unschedulable") is True
+    finally:
+        k.run("uncordon", "node-a", check=False)
