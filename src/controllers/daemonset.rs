@@ -21,17 +21,16 @@ use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 
 use super::events::Kind;
 use super::informers::Informer;
 use super::owned::{self, Inflight};
 use super::statefulset::{RevisionCreate, create_revision, delete_with_uid, renumber_revision};
-use super::{Context, Error, ignore_gone, podutil};
+use super::{Context, Error, podutil};
 
 const KIND: &str = "DaemonSet";
 
@@ -201,15 +200,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
 
     if ds.status.as_ref() != Some(&status) {
-        let api: Api<DaemonSet> = Api::namespaced(base.client.clone(), &ns);
-        ignore_gone(
-            api.patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "status": status })),
-            )
-            .await,
-        )?;
+        super::patch_status::<DaemonSet>(&base.client, &ns, &name, &status).await?;
     }
     if failed {
         return Ok(Action::requeue(Duration::from_secs(2)));

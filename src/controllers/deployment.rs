@@ -30,21 +30,6 @@ fn record(ctx: &Context, d: &Deployment, ev: &Event) {
     ctx.recorder.record(d, kind, ev.reason, &ev.message);
 }
 
-async fn write_status(
-    api: &Api<Deployment>,
-    name: &str,
-    st: &k8s_openapi::api::apps::v1::DeploymentStatus,
-) -> Result<(), Error> {
-    ignore_gone(
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "status": st })),
-        )
-        .await,
-    )
-}
-
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = d.namespace().unwrap_or_default();
     let name = d.name_any();
@@ -75,7 +60,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
                     if let plan::CreateConflict::BumpCollisionCount(st) =
                         plan::on_create_conflict(&d, &existing)
                     {
-                        write_status(&api, &name, &st).await?;
+                        super::patch_status::<Deployment>(&ctx.client, &ns, &name, &st).await?;
                     }
                     return Ok(Action::requeue(std::time::Duration::from_millis(200)));
                 }
@@ -83,7 +68,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
                     let (ev, st) = plan::on_create_error(&d, &rs.name_any(), &e.to_string(), now);
                     record(&ctx, &d, &ev);
                     if let Some(st) = st {
-                        write_status(&api, &name, &st).await?;
+                        super::patch_status::<Deployment>(&ctx.client, &ns, &name, &st).await?;
                     }
                     return Err(e.into());
                 }
@@ -114,7 +99,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
         )?;
     }
     if let Some(st) = &out.status {
-        write_status(&api, &name, st).await?;
+        super::patch_status::<Deployment>(&ctx.client, &ns, &name, st).await?;
     }
     Ok(match out.requeue_after {
         Some(d) => Action::requeue(d),

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::events::Kind;
 use super::informers::Informer;
-use super::{Context, Error, ignore_gone, run_forever};
+use super::{Context, Error, run_forever};
 
 const SYNC_PERIOD: Duration = Duration::from_secs(15);
 
@@ -196,15 +196,13 @@ async fn reconcile(h: Arc<HorizontalPodAutoscaler>, st: Arc<State>) -> Result<Ac
         ctx.recorder.record(&*h, kind, reason, msg);
     }
     if h.status.as_ref() != Some(&out.status) {
-        let api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), &ns);
-        ignore_gone(
-            api.patch_status(
-                &h.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"status": out.status})),
-            )
-            .await,
-        )?;
+        super::patch_status::<HorizontalPodAutoscaler>(
+            &ctx.client,
+            &ns,
+            &h.name_any(),
+            &out.status,
+        )
+        .await?;
     }
     Ok(Action::requeue(SYNC_PERIOD))
 }

@@ -86,6 +86,32 @@ pub struct Context {
     pub expectations: expectations::Expectations,
 }
 
+/// Merge-patch the `status` of namespaced object `name` (through the status
+/// subresource); an object that is already gone is not an error.
+pub async fn patch_status<K>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> Result<(), Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({ "status": status });
+    ignore_gone(
+        api.patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await,
+    )
+}
+
 /// Treat "already gone" (404) as success: the goal state is reached.
 pub fn ignore_gone<T>(r: kube::Result<T>) -> Result<(), Error> {
     match r {

@@ -16,7 +16,6 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 
 use super::events::Kind;
 use super::{Context, Error, ignore_gone};
@@ -113,15 +112,7 @@ where
         plan::record_manage_error(&owner, &mut out.status, out.diff, err, now);
     }
     if let Some(status) = status_changed(&out.status) {
-        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
-        ignore_gone(
-            api.patch_status(
-                &owner.name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "status": status })),
-            )
-            .await,
-        )?;
+        super::patch_status::<K>(&ctx.client, &ns, &owner.name, &status).await?;
     }
     if failure.is_some() {
         return Ok(Action::requeue(std::time::Duration::from_secs(2)));

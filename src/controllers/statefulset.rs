@@ -28,7 +28,7 @@ use serde_json::json;
 use super::events::Kind;
 use super::informers::Informer;
 use super::owned::{self, Inflight};
-use super::{Context, Error, ignore_gone, podutil};
+use super::{Context, Error, podutil};
 use crate::controllers::history;
 
 const KIND: &str = "StatefulSet";
@@ -234,15 +234,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     }
 
     if set.status.as_ref() != Some(&status) {
-        let api: Api<StatefulSet> = Api::namespaced(base.client.clone(), &ns);
-        ignore_gone(
-            api.patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({ "status": status })),
-            )
-            .await,
-        )?;
+        super::patch_status::<StatefulSet>(&base.client, &ns, &name, &status).await?;
     }
     if failed {
         return Ok(Action::requeue(Duration::from_secs(2)));
