@@ -5,11 +5,14 @@
 //! know nothing of HTTP; `apiserver` builds on them; `server` wires it all.
 
 pub mod api;
+pub mod agent;
 pub mod apiserver;
 pub mod cli;
+pub mod cni;
 pub mod config;
 pub mod controllers;
 pub mod inproc;
+pub mod kubelet;
 pub mod pki;
 pub mod scheduler;
 pub mod server;
