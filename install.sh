@@ -18,7 +18,7 @@ if [ -z "${SKIFF_BIN:-}" ]; then
   if ! command -v protoc >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     say "installing build packages"
     apt-get update -qq >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler libc6-dev >/dev/null 2>&1 || true
   fi
   say "building skiff (release)"
   (cd "$here" && cargo build --release --locked 2>&1 | tail -n 3)
@@ -26,6 +26,13 @@ if [ -z "${SKIFF_BIN:-}" ]; then
 fi
 # stripped: the release build keeps line tables for developers; users get ~27 MB
 install -s -m 0755 "$SKIFF_BIN" /usr/local/bin/skiff
+# the node agent runs containers with containerd + runc and programs nftables
+if command -v apt-get >/dev/null 2>&1 && ! command -v containerd >/dev/null 2>&1; then
+  say "installing containerd, runc, nftables"
+  apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc nftables conntrack iproute2 >/dev/null 2>&1 \
+    || say "could not install containerd; run skiff with --disable-agent or --container-runtime-endpoint"
+fi
 mkdir -p /etc/skiff /var/lib/skiff
 chmod 0700 /var/lib/skiff
 say "installed /usr/local/bin/skiff"
