@@ -426,6 +426,11 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
             conds.push(c.clone());
         }
     }
+    // a pod bound by nodeName never saw the scheduler; upstream's kubelet
+    // reports it scheduled anyway
+    if !conds.iter().any(|c| c.type_ == "PodScheduled") {
+        conds.push(condition(old_conds, "PodScheduled", true, None, None, &now));
+    }
 
     let mut pod_ips: Vec<String> = if host_network {
         input.host_ips.clone()
