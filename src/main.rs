@@ -91,7 +91,10 @@ fn kubelet_dev(a: cli::KubeletDevArgs) -> ExitCode {
         cluster_dns,
         cluster_domain: a.cluster_domain,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("skiff kubelet-dev: {e}");

@@ -110,7 +110,10 @@ pub fn service_env(services: &[&Service]) -> Vec<(String, String)> {
         for p in &ports {
             if let Some(pn) = &p.name {
                 out.push((
-                    format!("{prefix}_SERVICE_PORT_{}", pn.to_uppercase().replace('-', "_")),
+                    format!(
+                        "{prefix}_SERVICE_PORT_{}",
+                        pn.to_uppercase().replace('-', "_")
+                    ),
                     p.port.to_string(),
                 ));
             }
@@ -250,7 +253,11 @@ pub fn container_env(
                     Some(n) if !n.is_empty() => pod
                         .spec
                         .iter()
-                        .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+                        .flat_map(|s| {
+                            s.containers
+                                .iter()
+                                .chain(s.init_containers.iter().flatten())
+                        })
                         .find(|c| c.name == n)
                         .unwrap_or(container),
                     _ => container,
@@ -374,14 +381,26 @@ pub fn resource_value(
         .ok_or_else(|| EnvError::Resource(resource.to_string()))?;
     let res = c.resources.as_ref();
     let pick = |l: &str| {
-        res.and_then(|r| if l == "limits" { r.limits.as_ref() } else { r.requests.as_ref() })
-            .and_then(|m| m.get(name))
-            .and_then(|q| parse_quantity(&q.0))
+        res.and_then(|r| {
+            if l == "limits" {
+                r.limits.as_ref()
+            } else {
+                r.requests.as_ref()
+            }
+        })
+        .and_then(|m| m.get(name))
+        .and_then(|q| parse_quantity(&q.0))
     };
     // value in milli-units
     let milli = match (list, name) {
         ("limits" | "requests", "cpu" | "memory" | "ephemeral-storage") => {
-            let own = pick(list).or_else(|| if list == "requests" { pick("limits") } else { None });
+            let own = pick(list).or_else(|| {
+                if list == "requests" {
+                    pick("limits")
+                } else {
+                    None
+                }
+            });
             match own {
                 Some(q) => q.milli_value(),
                 None if list == "limits" && name == "cpu" => src.node_cpu_millis,
@@ -445,9 +464,10 @@ mod tests {
             json!({"metadata": {"name": "cm"}, "data": {"k": "v", "bad key": "x"}}),
         )
         .unwrap();
-        let s: Secret =
-            serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"pw": "aHVudGVyMg=="}}))
-                .unwrap();
+        let s: Secret = serde_json::from_value(
+            json!({"metadata": {"name": "s"}, "data": {"pw": "aHVudGVyMg=="}}),
+        )
+        .unwrap();
         let cms = [cm];
         let secrets = [s];
         let src = sources(&cms, &secrets);
@@ -463,29 +483,109 @@ mod tests {
     fn values_and_references() {
         let cases: Vec<(serde_json::Value, &str, Option<&str>)> = vec![
             (json!([{"name": "A", "value": "x"}]), "A", Some("x")),
-            (json!([{"name": "A", "value": "1"}, {"name": "B", "value": "$(A)-$(NOPE)-$$(A)"}]), "B", Some("1-$(NOPE)-$(A)")),
-            (json!([{"name": "B", "value": "$(KUBERNETES_SERVICE_HOST)"}]), "B", Some("10.43.0.1")),
+            (
+                json!([{"name": "A", "value": "1"}, {"name": "B", "value": "$(A)-$(NOPE)-$$(A)"}]),
+                "B",
+                Some("1-$(NOPE)-$(A)"),
+            ),
+            (
+                json!([{"name": "B", "value": "$(KUBERNETES_SERVICE_HOST)"}]),
+                "B",
+                Some("10.43.0.1"),
+            ),
             (json!([{"name": "B", "value": "$(CM_k)"}]), "B", Some("v")),
-            (json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]), "N", Some("p")),
-            (json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]), "N", Some("ns")),
-            (json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}]), "N", Some("u-1")),
-            (json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}}]), "N", Some("web")),
-            (json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['a/b']"}}}]), "N", Some("c")),
-            (json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]), "N", Some("n1")),
-            (json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}}]), "N", Some("sa")),
-            (json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]), "N", Some("10.42.0.7")),
-            (json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]), "N", Some("192.168.1.5")),
-            (json!([{"name": "N", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}}]), "N", Some("500")),
-            (json!([{"name": "N", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}}]), "N", Some("1")),
-            (json!([{"name": "N", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}]), "N", Some("64")),
-            (json!([{"name": "N", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory"}}}]), "N", Some("67108864")),
-            (json!([{"name": "N", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}]), "N", Some("v")),
-            (json!([{"name": "N", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "zz", "optional": true}}}]), "N", None),
-            (json!([{"name": "N", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "zz", "optional": true}}}]), "N", None),
-            (json!([{"name": "N", "valueFrom": {"secretKeyRef": {"name": "s", "key": "pw"}}}]), "N", Some("hunter2")),
+            (
+                json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]),
+                "N",
+                Some("p"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]),
+                "N",
+                Some("ns"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}]),
+                "N",
+                Some("u-1"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}}]),
+                "N",
+                Some("web"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['a/b']"}}}]),
+                "N",
+                Some("c"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]),
+                "N",
+                Some("n1"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}}]),
+                "N",
+                Some("sa"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]),
+                "N",
+                Some("10.42.0.7"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]),
+                "N",
+                Some("192.168.1.5"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}}]),
+                "N",
+                Some("500"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}}]),
+                "N",
+                Some("1"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}]),
+                "N",
+                Some("64"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory"}}}]),
+                "N",
+                Some("67108864"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}]),
+                "N",
+                Some("v"),
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "zz", "optional": true}}}]),
+                "N",
+                None,
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "zz", "optional": true}}}]),
+                "N",
+                None,
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"secretKeyRef": {"name": "s", "key": "pw"}}}]),
+                "N",
+                Some("hunter2"),
+            ),
             (json!([]), "CM_k", Some("v")),
             (json!([]), "CM_bad key", None),
-            (json!([{"name": "KUBERNETES_SERVICE_PORT", "value": "1"}]), "KUBERNETES_SERVICE_PORT", Some("1")),
+            (
+                json!([{"name": "KUBERNETES_SERVICE_PORT", "value": "1"}]),
+                "KUBERNETES_SERVICE_PORT",
+                Some("1"),
+            ),
         ];
         for (env, key, want) in cases {
             let got = run(env.clone()).unwrap();
@@ -496,11 +596,26 @@ mod tests {
     #[test]
     fn missing_references_are_errors() {
         let cases = vec![
-            (json!([{"name": "N", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k"}}}]), "configmap \"gone\" not found"),
-            (json!([{"name": "N", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "zz"}}}]), "couldn't find key zz in ConfigMap ns/cm"),
-            (json!([{"name": "N", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k"}}}]), "secret \"gone\" not found"),
-            (json!([{"name": "N", "valueFrom": {"secretKeyRef": {"name": "s", "key": "zz"}}}]), "couldn't find key zz in Secret ns/s"),
-            (json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.bogus"}}}]), "unsupported fieldPath: spec.bogus"),
+            (
+                json!([{"name": "N", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k"}}}]),
+                "configmap \"gone\" not found",
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "zz"}}}]),
+                "couldn't find key zz in ConfigMap ns/cm",
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k"}}}]),
+                "secret \"gone\" not found",
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"secretKeyRef": {"name": "s", "key": "zz"}}}]),
+                "couldn't find key zz in Secret ns/s",
+            ),
+            (
+                json!([{"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "spec.bogus"}}}]),
+                "unsupported fieldPath: spec.bogus",
+            ),
         ];
         for (env, want) in cases {
             assert_eq!(run(env).unwrap_err().to_string(), want);
@@ -519,8 +634,14 @@ mod tests {
         assert_eq!(get("KUBERNETES_SERVICE_HOST").as_deref(), Some("10.43.0.1"));
         assert_eq!(get("KUBERNETES_SERVICE_PORT").as_deref(), Some("443"));
         assert_eq!(get("KUBERNETES_SERVICE_PORT_HTTPS").as_deref(), Some("443"));
-        assert_eq!(get("KUBERNETES_PORT").as_deref(), Some("tcp://10.43.0.1:443"));
-        assert_eq!(get("KUBERNETES_PORT_443_TCP_ADDR").as_deref(), Some("10.43.0.1"));
+        assert_eq!(
+            get("KUBERNETES_PORT").as_deref(),
+            Some("tcp://10.43.0.1:443")
+        );
+        assert_eq!(
+            get("KUBERNETES_PORT_443_TCP_ADDR").as_deref(),
+            Some("10.43.0.1")
+        );
         assert_eq!(get("KUBERNETES_PORT_443_TCP_PROTO").as_deref(), Some("tcp"));
     }
 }

@@ -67,10 +67,9 @@ impl PodRuntime {
     /// Sort both lists newest first (by creation time, then attempt).
     pub fn normalize(&mut self) {
         self.sandboxes
-            .sort_by(|a, b| (b.created_at, b.attempt).cmp(&(a.created_at, a.attempt)));
-        self.containers.sort_by(|a, b| {
-            (b.created_at, b.restart_count).cmp(&(a.created_at, a.restart_count))
-        });
+            .sort_by_key(|s| std::cmp::Reverse((s.created_at, s.attempt)));
+        self.containers
+            .sort_by_key(|c| std::cmp::Reverse((c.created_at, c.restart_count)));
     }
     pub fn latest(&self, name: &str) -> Option<&ObservedContainer> {
         self.containers.iter().find(|c| c.name == name)
@@ -168,7 +167,10 @@ pub enum InitProgress {
     /// One is running: wait for it.
     Running,
     /// Start (or restart) this one; `failed` if its last instance failed.
-    Next { index: usize, failed: bool },
+    Next {
+        index: usize,
+        failed: bool,
+    },
 }
 
 /// Upstream `findNextInitContainerToRun`.
@@ -180,11 +182,10 @@ pub fn init_progress(pod: &Pod, rt: &PodRuntime) -> InitProgress {
     if inits.is_empty() {
         return InitProgress::Done;
     }
-    if spec
-        .containers
-        .iter()
-        .any(|c| rt.latest(&c.name).is_some_and(|s| s.state == CState::Running))
-    {
+    if spec.containers.iter().any(|c| {
+        rt.latest(&c.name)
+            .is_some_and(|s| s.state == CState::Running)
+    }) {
         return InitProgress::Done;
     }
     for (i, c) in inits.iter().enumerate().rev() {
@@ -665,7 +666,8 @@ mod tests {
             let p = plan(&c.pod, &c.rt, &ProbeVerdicts::default());
             assert_eq!(p.create_sandbox, c.sandbox, "{}", c.what);
             assert_eq!(p.kill_pod, c.kill_pod, "{}", c.what);
-            let want: Vec<(String, i32)> = c.start.iter().map(|(n, r)| (n.to_string(), *r)).collect();
+            let want: Vec<(String, i32)> =
+                c.start.iter().map(|(n, r)| (n.to_string(), *r)).collect();
             assert_eq!(starts(&p), want, "{}", c.what);
         }
     }
@@ -676,7 +678,10 @@ mod tests {
         let mut v = ProbeVerdicts::default();
         v.liveness_failed.insert("a-0".into());
         let p = plan(&pod("Always", &[], &["a"]), &r, &v);
-        assert_eq!(p.kill, vec![("a-0".into(), "a".into(), KillReason::Liveness)]);
+        assert_eq!(
+            p.kill,
+            vec![("a-0".into(), "a".into(), KillReason::Liveness)]
+        );
         assert_eq!(starts(&p), vec![("a".to_string(), 1)]);
         let p = plan(&pod("Never", &[], &["a"]), &r, &v);
         assert_eq!(p.kill.len(), 1);
@@ -735,7 +740,13 @@ mod tests {
 
     #[test]
     fn go_durations() {
-        for (secs, want) in [(10, "10s"), (20, "20s"), (80, "1m20s"), (160, "2m40s"), (300, "5m0s")] {
+        for (secs, want) in [
+            (10, "10s"),
+            (20, "20s"),
+            (80, "1m20s"),
+            (160, "2m40s"),
+            (300, "5m0s"),
+        ] {
             assert_eq!(go_duration(secs * SECOND), want);
         }
     }

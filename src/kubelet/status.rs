@@ -214,7 +214,11 @@ pub fn phase(
                 succeeded += 1;
             }
         } else if state.waiting.is_some() {
-            if s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).is_some() {
+            if s.last_state
+                .as_ref()
+                .and_then(|l| l.terminated.as_ref())
+                .is_some()
+            {
                 stopped += 1;
             } else {
                 waiting += 1;
@@ -338,10 +342,10 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
         .iter()
         .zip(&init_statuses)
         .filter(|(_, s)| {
-            !s.state
+            s.state
                 .as_ref()
                 .and_then(|st| st.terminated.as_ref())
-                .is_some_and(|t| t.exit_code == 0)
+                .is_none_or(|t| t.exit_code != 0)
         })
         .map(|(c, _)| c.name.as_str())
         .collect();
@@ -412,7 +416,9 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
             );
         }
     }
-    conds.push(condition(old_conds, "Ready", ready.0, ready.1, ready.2, &now));
+    conds.push(condition(
+        old_conds, "Ready", ready.0, ready.1, ready.2, &now,
+    ));
     conds.push(condition(
         old_conds,
         "ContainersReady",
@@ -441,12 +447,7 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
             .unwrap_or_default()
     };
     if pod_ips.is_empty() {
-        pod_ips = old
-            .pod_ips
-            .iter()
-            .flatten()
-            .map(|p| p.ip.clone())
-            .collect();
+        pod_ips = old.pod_ips.iter().flatten().map(|p| p.ip.clone()).collect();
     }
 
     PodStatus {
@@ -473,12 +474,7 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
 
 /// The `kubectl get pods` STATUS a status would show — for logs and tests.
 pub fn display_reason(status: &PodStatus) -> String {
-    for (i, s) in status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, s) in status.init_container_statuses.iter().flatten().enumerate() {
         let st = s.state.clone().unwrap_or_default();
         if let Some(t) = st.terminated {
             if t.exit_code == 0 {
@@ -599,18 +595,103 @@ mod tests {
             ("CrashLoopBackOff".to_string(), "back-off 10s".to_string()),
         )]
         .into();
-        let cases: Vec<(&str, Pod, Vec<ObservedContainer>, &Waiting, &str, &str)> = vec![
-            ("nothing yet", pod("Always", &[], &["a"], json!({})), vec![], &none, "Pending", "ContainerCreating"),
-            ("running", pod("Always", &[], &["a"], json!({})), vec![ctr("a", 0, Running, 0)], &none, "Running", "Running"),
-            ("never ok", pod("Never", &[], &["a"], json!({})), vec![ctr("a", 0, Exited, 0)], &none, "Succeeded", "Completed"),
-            ("never error", pod("Never", &[], &["a"], json!({})), vec![ctr("a", 0, Exited, 1)], &none, "Failed", "Error"),
-            ("onfailure error restarting", pod("OnFailure", &[], &["a"], json!({})), vec![ctr("a", 0, Exited, 1)], &none, "Running", "Error"),
-            ("always crashloop", pod("Always", &[], &["a"], json!({})), vec![ctr("a", 3, Exited, 1)], &crash, "Running", "CrashLoopBackOff"),
-            ("init pending", pod("Always", &["i"], &["a"], json!({})), vec![], &none, "Pending", "Init:0/1"),
-            ("init running", pod("Always", &["i"], &["a"], json!({})), vec![ctr("i", 0, Running, 0)], &none, "Pending", "Init:0/1"),
-            ("init done, app creating", pod("Always", &["i"], &["a"], json!({})), vec![ctr("i", 0, Exited, 0)], &none, "Pending", "ContainerCreating"),
-            ("init failed never", pod("Never", &["i"], &["a"], json!({})), vec![ctr("i", 0, Exited, 2)], &none, "Failed", "Init:Error"),
-            ("terminal sticks", pod("Always", &[], &["a"], json!({"phase": "Succeeded"})), vec![ctr("a", 0, Running, 0)], &none, "Succeeded", "Succeeded"),
+        type Case<'a> = (
+            &'a str,
+            Pod,
+            Vec<ObservedContainer>,
+            &'a Waiting,
+            &'a str,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "nothing yet",
+                pod("Always", &[], &["a"], json!({})),
+                vec![],
+                &none,
+                "Pending",
+                "ContainerCreating",
+            ),
+            (
+                "running",
+                pod("Always", &[], &["a"], json!({})),
+                vec![ctr("a", 0, Running, 0)],
+                &none,
+                "Running",
+                "Running",
+            ),
+            (
+                "never ok",
+                pod("Never", &[], &["a"], json!({})),
+                vec![ctr("a", 0, Exited, 0)],
+                &none,
+                "Succeeded",
+                "Completed",
+            ),
+            (
+                "never error",
+                pod("Never", &[], &["a"], json!({})),
+                vec![ctr("a", 0, Exited, 1)],
+                &none,
+                "Failed",
+                "Error",
+            ),
+            (
+                "onfailure error restarting",
+                pod("OnFailure", &[], &["a"], json!({})),
+                vec![ctr("a", 0, Exited, 1)],
+                &none,
+                "Running",
+                "Error",
+            ),
+            (
+                "always crashloop",
+                pod("Always", &[], &["a"], json!({})),
+                vec![ctr("a", 3, Exited, 1)],
+                &crash,
+                "Running",
+                "CrashLoopBackOff",
+            ),
+            (
+                "init pending",
+                pod("Always", &["i"], &["a"], json!({})),
+                vec![],
+                &none,
+                "Pending",
+                "Init:0/1",
+            ),
+            (
+                "init running",
+                pod("Always", &["i"], &["a"], json!({})),
+                vec![ctr("i", 0, Running, 0)],
+                &none,
+                "Pending",
+                "Init:0/1",
+            ),
+            (
+                "init done, app creating",
+                pod("Always", &["i"], &["a"], json!({})),
+                vec![ctr("i", 0, Exited, 0)],
+                &none,
+                "Pending",
+                "ContainerCreating",
+            ),
+            (
+                "init failed never",
+                pod("Never", &["i"], &["a"], json!({})),
+                vec![ctr("i", 0, Exited, 2)],
+                &none,
+                "Failed",
+                "Init:Error",
+            ),
+            (
+                "terminal sticks",
+                pod("Always", &[], &["a"], json!({"phase": "Succeeded"})),
+                vec![ctr("a", 0, Running, 0)],
+                &none,
+                "Succeeded",
+                "Succeeded",
+            ),
         ];
         for (what, p, cs, waiting, want_phase, want_display) in cases {
             let rt = runtime(cs);
@@ -626,14 +707,24 @@ mod tests {
         let rt = runtime(vec![ctr("a", 2, Exited, 1), ctr("a", 1, Exited, 1)]);
         let waiting: Waiting = [(
             "a".to_string(),
-            ("CrashLoopBackOff".into(), "back-off 20s restarting failed container=a pod=p_ns(u)".into()),
+            (
+                "CrashLoopBackOff".into(),
+                "back-off 20s restarting failed container=a pod=p_ns(u)".into(),
+            ),
         )]
         .into();
         let s = status(&p, &rt, &waiting);
         let cs = &s.container_statuses.as_ref().unwrap()[0];
         assert_eq!(cs.restart_count, 2);
         assert_eq!(
-            cs.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(),
+            cs.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
             Some("CrashLoopBackOff")
         );
         let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
@@ -680,7 +771,13 @@ mod tests {
             .collect();
         assert_eq!(
             types,
-            ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+            [
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled"
+            ]
         );
         assert_eq!(cond(&s, "Initialized").status, "True");
         assert_eq!(cond(&s, "PodReadyToStartContainers").status, "True");
@@ -695,7 +792,13 @@ mod tests {
         assert_eq!(b.restart_count, 1);
         assert_eq!(b.image_id, "sha256:abc");
         assert_eq!(
-            b.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code,
+            b.last_state
+                .as_ref()
+                .unwrap()
+                .terminated
+                .as_ref()
+                .unwrap()
+                .exit_code,
             137
         );
         assert!(b.state.as_ref().unwrap().running.is_some());
@@ -723,11 +826,10 @@ mod tests {
     #[test]
     fn readiness_gates() {
         let mut p = pod("Always", &[], &["a"], json!({}));
-        p.spec.as_mut().unwrap().readiness_gates = Some(vec![
-            k8s_openapi::api::core::v1::PodReadinessGate {
+        p.spec.as_mut().unwrap().readiness_gates =
+            Some(vec![k8s_openapi::api::core::v1::PodReadinessGate {
                 condition_type: "example.com/lb".into(),
-            },
-        ]);
+            }]);
         let rt = runtime(vec![ctr("a", 0, Running, 0)]);
         let s = status(&p, &rt, &Waiting::new());
         assert_eq!(cond(&s, "ContainersReady").status, "True");

@@ -13,7 +13,8 @@ use crate::kubelet::cri::api;
 use crate::kubelet::env::expand;
 use crate::kubelet::labels;
 
-pub const TERMINATION_MESSAGE_PATH_ANNOTATION: &str = "io.kubernetes.container.terminationMessagePath";
+pub const TERMINATION_MESSAGE_PATH_ANNOTATION: &str =
+    "io.kubernetes.container.terminationMessagePath";
 pub const TERMINATION_GRACE_ANNOTATION: &str = "io.kubernetes.pod.terminationGracePeriod";
 pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 
@@ -136,7 +137,11 @@ fn quantity(c: &Container, list: &str, name: &str) -> Option<i128> {
 
 /// Upstream's resource mapping, with oom_score_adj never below 0 (a
 /// negative value cannot be set on these hosts).
-pub fn resources(c: &Container, qos: &str, node_memory_bytes: i128) -> api::LinuxContainerResources {
+pub fn resources(
+    c: &Container,
+    qos: &str,
+    node_memory_bytes: i128,
+) -> api::LinuxContainerResources {
     let cpu_limit = quantity(c, "limits", "cpu");
     let cpu_request = quantity(c, "requests", "cpu").or(cpu_limit);
     let mem_limit = quantity(c, "limits", "memory").map(|m| m / 1000);
@@ -197,8 +202,18 @@ pub fn security_context(
     let unmasked = privileged || sc.proc_mount.as_deref() == Some("Unmasked");
     api::LinuxContainerSecurityContext {
         capabilities: sc.capabilities.as_ref().map(|caps| api::Capability {
-            add_capabilities: caps.add.iter().flatten().map(|c| capability_name(c)).collect(),
-            drop_capabilities: caps.drop.iter().flatten().map(|c| capability_name(c)).collect(),
+            add_capabilities: caps
+                .add
+                .iter()
+                .flatten()
+                .map(|c| capability_name(c))
+                .collect(),
+            drop_capabilities: caps
+                .drop
+                .iter()
+                .flatten()
+                .map(|c| capability_name(c))
+                .collect(),
             add_ambient_capabilities: Vec::new(),
         }),
         privileged,
@@ -248,7 +263,12 @@ pub fn container_config(pod: &Pod, c: &Container, input: ContainerInputs) -> api
         .flatten()
         .map(|s| expand(s, &lookup))
         .collect();
-    let args = c.args.iter().flatten().map(|s| expand(s, &lookup)).collect();
+    let args = c
+        .args
+        .iter()
+        .flatten()
+        .map(|s| expand(s, &lookup))
+        .collect();
     let mut lbl = HashMap::new();
     lbl.insert(labels::POD_NAME.into(), m.name.clone().unwrap_or_default());
     lbl.insert(
@@ -351,15 +371,60 @@ mod tests {
     fn run_as_non_root() {
         let cases = vec![
             (json!({}), json!({}), None, "", Ok(())),
-            (json!({"runAsNonRoot": true}), json!({}), None, "", Err("container has runAsNonRoot and image will run as root (pod: \"p_ns(u)\", container: c)")),
-            (json!({"runAsNonRoot": true}), json!({}), Some(1000), "", Ok(())),
-            (json!({"runAsNonRoot": true}), json!({}), None, "nobody", Err("container has runAsNonRoot and image has non-numeric user (nobody), cannot verify user is non-root (pod: \"p_ns(u)\", container: c)")),
-            (json!({"runAsNonRoot": true, "runAsUser": 1000}), json!({}), None, "", Ok(())),
-            (json!({}), json!({"runAsNonRoot": true, "runAsUser": 0}), None, "", Err("container's runAsUser breaks non-root policy (pod: \"p_ns(u)\", container: c)")),
-            (json!({"runAsNonRoot": true}), json!({"runAsUser": 5}), None, "", Ok(())),
+            (
+                json!({"runAsNonRoot": true}),
+                json!({}),
+                None,
+                "",
+                Err(
+                    "container has runAsNonRoot and image will run as root (pod: \"p_ns(u)\", container: c)",
+                ),
+            ),
+            (
+                json!({"runAsNonRoot": true}),
+                json!({}),
+                Some(1000),
+                "",
+                Ok(()),
+            ),
+            (
+                json!({"runAsNonRoot": true}),
+                json!({}),
+                None,
+                "nobody",
+                Err(
+                    "container has runAsNonRoot and image has non-numeric user (nobody), cannot verify user is non-root (pod: \"p_ns(u)\", container: c)",
+                ),
+            ),
+            (
+                json!({"runAsNonRoot": true, "runAsUser": 1000}),
+                json!({}),
+                None,
+                "",
+                Ok(()),
+            ),
+            (
+                json!({}),
+                json!({"runAsNonRoot": true, "runAsUser": 0}),
+                None,
+                "",
+                Err(
+                    "container's runAsUser breaks non-root policy (pod: \"p_ns(u)\", container: c)",
+                ),
+            ),
+            (
+                json!({"runAsNonRoot": true}),
+                json!({"runAsUser": 5}),
+                None,
+                "",
+                Ok(()),
+            ),
         ];
         for (csc, psc, uid, user, want) in cases {
-            let p = pod(json!({"name": "c", "image": "i", "securityContext": csc}), psc);
+            let p = pod(
+                json!({"name": "c", "image": "i", "securityContext": csc}),
+                psc,
+            );
             let c = &p.spec.as_ref().unwrap().containers[0];
             assert_eq!(
                 verify_run_as_non_root(&p, c, uid, user),
@@ -381,7 +446,15 @@ mod tests {
         assert_eq!(r.oom_score_adj, 969);
         let none: Container = serde_json::from_value(json!({"name": "c"})).unwrap();
         let r = resources(&none, "BestEffort", 1 << 30);
-        assert_eq!((r.cpu_shares, r.cpu_quota, r.memory_limit_in_bytes, r.oom_score_adj), (2, 0, 0, 1000));
+        assert_eq!(
+            (
+                r.cpu_shares,
+                r.cpu_quota,
+                r.memory_limit_in_bytes,
+                r.oom_score_adj
+            ),
+            (2, 0, 0, 1000)
+        );
         let r = resources(&c, "Guaranteed", 1 << 30);
         assert_eq!(r.oom_score_adj, 0);
     }

@@ -41,7 +41,8 @@ pub struct DevArgs {
 }
 
 pub async fn run(args: DevArgs) -> Result<(), DevError> {
-    let kc = Kubeconfig::read_from(&args.kubeconfig).map_err(|e| DevError::Kubeconfig(e.to_string()))?;
+    let kc =
+        Kubeconfig::read_from(&args.kubeconfig).map_err(|e| DevError::Kubeconfig(e.to_string()))?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .map_err(|e| DevError::Kubeconfig(e.to_string()))?;
@@ -81,7 +82,11 @@ fn ready_condition() -> serde_json::Value {
            "lastHeartbeatTime": now, "lastTransitionTime": now})
 }
 
-async fn register(client: &kube::Client, cfg: &AgentConfig, runtime_version: &str) -> Result<(), kube::Error> {
+async fn register(
+    client: &kube::Client,
+    cfg: &AgentConfig,
+    runtime_version: &str,
+) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({
         "metadata": {"name": cfg.node_name, "labels": {
@@ -96,7 +101,8 @@ async fn register(client: &kube::Client, cfg: &AgentConfig, runtime_version: &st
         Err(e) => return Err(e),
     }
     let (cpu, mem) = super::node_capacity();
-    let capacity = json!({"cpu": format!("{}m", cpu), "memory": format!("{}Ki", mem / 1024), "pods": "110"});
+    let capacity =
+        json!({"cpu": format!("{}m", cpu), "memory": format!("{}Ki", mem / 1024), "pods": "110"});
     let status = json!({"status": {
         "capacity": capacity, "allocatable": capacity,
         "conditions": [ready_condition()],
@@ -108,7 +114,11 @@ async fn register(client: &kube::Client, cfg: &AgentConfig, runtime_version: &st
                      "kernelVersion": "", "machineID": "", "systemUUID": "", "bootID": ""}
     }});
     nodes
-        .patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&status))
+        .patch_status(
+            &cfg.node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
         .await?;
     Ok(())
 }
@@ -117,7 +127,9 @@ async fn heartbeat(client: kube::Client, node: String) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let nodes: Api<Node> = Api::all(client);
     loop {
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let now = chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
         let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": node, "namespace": "kube-node-lease"},
             "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": now}});

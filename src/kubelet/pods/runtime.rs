@@ -62,8 +62,12 @@ pub async fn observe(cri: &Cri, uid: &str) -> Result<PodRuntime, CriError> {
             if !net.ip.is_empty() {
                 cur.ips.push(net.ip);
             }
-            cur.ips
-                .extend(net.additional_ips.into_iter().map(|i| i.ip).filter(|i| !i.is_empty()));
+            cur.ips.extend(
+                net.additional_ips
+                    .into_iter()
+                    .map(|i| i.ip)
+                    .filter(|i| !i.is_empty()),
+            );
         }
     }
     let containers = rt

@@ -52,7 +52,11 @@ pub fn namespace_options(pod: &Pod) -> api::NamespaceOption {
     let pod_mode = api::NamespaceMode::Pod as i32;
     let container = api::NamespaceMode::Container as i32;
     api::NamespaceOption {
-        network: if flag(|s| s.host_network) { node } else { pod_mode },
+        network: if flag(|s| s.host_network) {
+            node
+        } else {
+            pod_mode
+        },
         pid: if flag(|s| s.host_pid) {
             node
         } else if flag(|s| s.share_process_namespace) {
@@ -167,7 +171,9 @@ pub fn pod_labels(pod: &Pod) -> HashMap<String, String> {
 
 /// Upstream `seccompProfile` → CRI profile; `None` = unconfined (the
 /// kubelet default without `--seccomp-default`).
-pub fn seccomp(p: Option<&k8s_openapi::api::core::v1::SeccompProfile>) -> Option<api::SecurityProfile> {
+pub fn seccomp(
+    p: Option<&k8s_openapi::api::core::v1::SeccompProfile>,
+) -> Option<api::SecurityProfile> {
     use api::security_profile::ProfileType;
     let p = p?;
     Some(match p.type_.as_str() {
@@ -198,7 +204,11 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, cfg: &AgentConfig) -> api::PodSan
         String::new()
     } else {
         let h = spec.hostname.clone().unwrap_or_else(|| name.clone());
-        h.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_string()
+        h.chars()
+            .take(63)
+            .collect::<String>()
+            .trim_end_matches(['-', '.'])
+            .to_string()
     };
     let psc = spec.security_context.clone().unwrap_or_default();
     let privileged = spec
@@ -230,11 +240,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, cfg: &AgentConfig) -> api::PodSan
         }),
         hostname,
         log_directory: log_directory(&cfg.pod_logs_dir(), &ns, &name, &uid),
-        dns_config: dns_config(
-            pod,
-            &cfg.cluster_dns.to_string(),
-            &cfg.cluster_domain,
-        ),
+        dns_config: dns_config(pod, &cfg.cluster_dns.to_string(), &cfg.cluster_domain),
         port_mappings: port_mappings(pod),
         labels: pod_labels(pod),
         annotations: m
@@ -280,12 +286,45 @@ mod tests {
     #[test]
     fn dns_policies() {
         let cases = vec![
-            (json!({}), Some((vec!["10.43.0.10"], vec!["prod.svc.cluster.local", "svc.cluster.local", "cluster.local"]))),
+            (
+                json!({}),
+                Some((
+                    vec!["10.43.0.10"],
+                    vec![
+                        "prod.svc.cluster.local",
+                        "svc.cluster.local",
+                        "cluster.local",
+                    ],
+                )),
+            ),
             (json!({"hostNetwork": true}), None),
-            (json!({"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"}), Some((vec!["10.43.0.10"], vec!["prod.svc.cluster.local", "svc.cluster.local", "cluster.local"]))),
+            (
+                json!({"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"}),
+                Some((
+                    vec!["10.43.0.10"],
+                    vec![
+                        "prod.svc.cluster.local",
+                        "svc.cluster.local",
+                        "cluster.local",
+                    ],
+                )),
+            ),
             (json!({"dnsPolicy": "Default"}), None),
-            (json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.1.1.1"], "searches": ["a.b"]}}), Some((vec!["1.1.1.1"], vec!["a.b"]))),
-            (json!({"dnsConfig": {"nameservers": ["1.1.1.1"]}}), Some((vec!["10.43.0.10", "1.1.1.1"], vec!["prod.svc.cluster.local", "svc.cluster.local", "cluster.local"]))),
+            (
+                json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.1.1.1"], "searches": ["a.b"]}}),
+                Some((vec!["1.1.1.1"], vec!["a.b"])),
+            ),
+            (
+                json!({"dnsConfig": {"nameservers": ["1.1.1.1"]}}),
+                Some((
+                    vec!["10.43.0.10", "1.1.1.1"],
+                    vec![
+                        "prod.svc.cluster.local",
+                        "svc.cluster.local",
+                        "cluster.local",
+                    ],
+                )),
+            ),
         ];
         for (spec, want) in cases {
             let got = dns_config(&pod(spec.clone()), "10.43.0.10", "cluster.local")
@@ -335,7 +374,13 @@ mod tests {
         assert_eq!(ns.pid, api::NamespaceMode::Container as i32);
         let h = sandbox_config(&pod(json!({"hostNetwork": true, "hostPID": true})), 0, &cfg);
         assert_eq!(h.hostname, "");
-        let ns = h.linux.unwrap().security_context.unwrap().namespace_options.unwrap();
+        let ns = h
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap();
         assert_eq!(ns.network, api::NamespaceMode::Node as i32);
         assert_eq!(ns.pid, api::NamespaceMode::Node as i32);
     }

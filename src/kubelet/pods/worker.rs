@@ -117,7 +117,6 @@ fn container_ref(pod: &Pod, c: &str, init: bool) -> ObjectReference {
         } else {
             format!("spec.containers{{{c}}}")
         }),
-        ..Default::default()
     }
 }
 
@@ -147,12 +146,11 @@ impl Worker {
 
     fn event(&self, pod: &Pod, c: Option<(&str, bool)>, kind: Kind, reason: &str, msg: &str) {
         match c {
-            Some((name, init)) => self.ctx().recorder.record_ref(
-                container_ref(pod, name, init),
-                kind,
-                reason,
-                msg,
-            ),
+            Some((name, init)) => {
+                self.ctx()
+                    .recorder
+                    .record_ref(container_ref(pod, name, init), kind, reason, msg)
+            }
             None => self.ctx().recorder.record(pod, kind, reason, msg),
         }
     }
@@ -233,17 +231,19 @@ impl Worker {
         let grace = spec_grace(pod).max(MIN_GRACE);
         for (id, name, reason) in &plan.kill {
             let msg = match reason {
-                KillReason::Liveness => format!("Container {name} failed liveness probe, will be restarted"),
-                KillReason::Startup => format!("Container {name} failed startup probe, will be restarted"),
+                KillReason::Liveness => {
+                    format!("Container {name} failed liveness probe, will be restarted")
+                }
+                KillReason::Startup => {
+                    format!("Container {name} failed startup probe, will be restarted")
+                }
             };
             self.kill_container(pod, id, name, grace, &msg, rt).await;
             self.verdicts.liveness_failed.remove(id);
             self.verdicts.startup_failed.remove(id);
             acted = true;
         }
-        if plan.kill_pod
-            && (rt.any_running() || rt.sandboxes.iter().any(|s| s.ready))
-        {
+        if plan.kill_pod && (rt.any_running() || rt.sandboxes.iter().any(|s| s.ready)) {
             self.kill_all(pod, rt, grace).await;
             for s in rt.sandboxes.iter().filter(|s| s.ready) {
                 if let Err(e) = runtime::stop_sandbox(&cri, &s.id).await {
@@ -369,9 +369,9 @@ impl Worker {
             {
                 let key = format!("{}_{}", self.uid, s.name);
                 let now = now_nanos();
-                if let Some(b) = self
-                    .restart_backoff
-                    .in_backoff_since(&key, latest.finished_at, now)
+                if let Some(b) =
+                    self.restart_backoff
+                        .in_backoff_since(&key, latest.finished_at, now)
                 {
                     self.event(
                         pod,
@@ -407,7 +407,16 @@ impl Worker {
                 self.restart_backoff.next(&key, latest.finished_at, now);
             }
             match self
-                .start_container(pod, spec, init, s, &sandbox_id, &sandbox_cfg, &prepared, &pod_ips)
+                .start_container(
+                    pod,
+                    spec,
+                    init,
+                    s,
+                    &sandbox_id,
+                    &sandbox_cfg,
+                    &prepared,
+                    &pod_ips,
+                )
                 .await
             {
                 Ok(_) => {
@@ -625,12 +634,9 @@ impl Worker {
             w.event(pod, who, Kind::Warning, "Failed", &format!("Error: {msg}"));
             ("CreateContainerConfigError".to_string(), msg)
         };
-        if let Err(m) = container::verify_run_as_non_root(
-            pod,
-            c,
-            image.uid.map(|u| u.value),
-            &image.username,
-        ) {
+        if let Err(m) =
+            container::verify_run_as_non_root(pod, c, image.uid.map(|u| u.value), &image.username)
+        {
             return Err(config_error(self, m));
         }
         let env = match self.env_for(pod, c, pod_ips).await {
@@ -660,7 +666,8 @@ impl Worker {
                 ..Default::default()
             });
         }
-        let _ = std::fs::create_dir_all(std::path::Path::new(&sandbox_cfg.log_directory).join(&c.name));
+        let _ =
+            std::fs::create_dir_all(std::path::Path::new(&sandbox_cfg.log_directory).join(&c.name));
         let config = container::container_config(
             pod,
             c,
@@ -753,7 +760,13 @@ impl Worker {
                     timeout,
                 })
                 .await
-                .map_err(|e| format!("Exec lifecycle hook ({cmd:?}) for Container \"{}\" failed - error: {}", c.name, e.message()))?
+                .map_err(|e| {
+                    format!(
+                        "Exec lifecycle hook ({cmd:?}) for Container \"{}\" failed - error: {}",
+                        c.name,
+                        e.message()
+                    )
+                })?
                 .into_inner();
             if r.exit_code != 0 {
                 let mut out = String::from_utf8_lossy(&r.stdout).into_owned();
@@ -786,7 +799,8 @@ impl Worker {
             };
             let path = get.path.clone().unwrap_or_else(|| "/".into());
             let fut = http_get(&host, port, &path);
-            return match tokio::time::timeout(Duration::from_secs(timeout.max(1) as u64), fut).await {
+            return match tokio::time::timeout(Duration::from_secs(timeout.max(1) as u64), fut).await
+            {
                 Ok(Ok(code)) if (200..400).contains(&code) => Ok(()),
                 Ok(Ok(code)) => Err(format!(
                     "HTTP lifecycle hook ({path}) for Container \"{}\" failed - error: HTTP status {code}",
@@ -803,8 +817,10 @@ impl Worker {
             };
         }
         if let Some(sleep) = &h.sleep {
-            tokio::time::sleep(Duration::from_secs(sleep.seconds.clamp(0, timeout.max(0)) as u64))
-                .await;
+            tokio::time::sleep(Duration::from_secs(
+                sleep.seconds.clamp(0, timeout.max(0)) as u64
+            ))
+            .await;
         }
         Ok(())
     }
@@ -859,7 +875,10 @@ impl Worker {
             .filter(|c| c.state == CState::Running)
             .map(|c| {
                 let msg = format!("Stopping container {}", c.name);
-                async move { self.kill_container(pod, &c.id, &c.name, grace, &msg, rt).await }
+                async move {
+                    self.kill_container(pod, &c.id, &c.name, grace, &msg, rt)
+                        .await
+                }
             });
         futures::future::join_all(kills).await;
     }
@@ -877,7 +896,10 @@ impl Worker {
             }
         };
         let known = pod.clone().or_else(|| self.last_pod.clone());
-        let grace = match pod.as_ref().and_then(|p| p.metadata.deletion_timestamp.as_ref()) {
+        let grace = match pod
+            .as_ref()
+            .and_then(|p| p.metadata.deletion_timestamp.as_ref())
+        {
             Some(ts) => {
                 let deadline = crate::controllers::podutil::time_to_chrono(ts);
                 (deadline - Utc::now()).num_seconds()
@@ -945,7 +967,9 @@ impl Worker {
                 .and_then(|(s, _)| s.termination_message_policy.as_deref())
                 == Some("FallbackToLogsOnError");
             if msg.is_empty() && fallback && c.exit_code != 0 {
-                let log = log_dir.join(&c.name).join(format!("{}.log", c.restart_count));
+                let log = log_dir
+                    .join(&c.name)
+                    .join(format!("{}.log", c.restart_count));
                 if let Ok(text) = std::fs::read_to_string(log) {
                     msg = log_tail(&text);
                 }
@@ -1079,9 +1103,7 @@ mod tests {
     fn log_tails() {
         let text = "2024-01-01T00:00:00Z stdout F one\n2024-01-01T00:00:00Z stderr P tw\n2024-01-01T00:00:00Z stderr F o\n";
         assert_eq!(log_tail(text), "one\ntwo");
-        let many: String = (0..200)
-            .map(|i| format!("t stdout F line{i}\n"))
-            .collect();
+        let many: String = (0..200).map(|i| format!("t stdout F line{i}\n")).collect();
         let t = log_tail(&many);
         assert!(t.starts_with("line120"), "{t}");
     }
