@@ -28,6 +28,9 @@ pub enum Command {
     Server(Box<ServerArgs>),
     /// Run a worker node that joins a server.
     Agent(AgentArgs),
+    /// Test harness: run the kubelet's pod workers against a CRI socket.
+    #[command(hide = true)]
+    KubeletDev(KubeletDevArgs),
     /// Run kubectl (found on PATH) with the admin kubeconfig.
     #[command(disable_help_flag = true)]
     Kubectl {
@@ -134,6 +137,26 @@ pub struct AgentArgs {
         default_value = "/var/lib/skiff"
     )]
     pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KubeletDevArgs {
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    #[arg(long)]
+    pub node_name: String,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub node_ip: String,
+    #[arg(long)]
+    pub cri_socket: PathBuf,
+    #[arg(long)]
+    pub agent_dir: PathBuf,
+    #[arg(long, default_value = "10.43.0.10")]
+    pub cluster_dns: String,
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    #[arg(long)]
+    pub debug: bool,
 }
 
 /// Read the config file and its drop-in directory into flag-style arguments.

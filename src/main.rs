@@ -65,11 +65,46 @@ fn main() -> ExitCode {
             );
             ExitCode::from(2)
         }
+        Command::KubeletDev(a) => kubelet_dev(a),
         Command::Kubectl { args } => {
             let kubeconfig =
                 std::env::var_os("KUBECONFIG").unwrap_or_else(|| "/etc/skiff/skiff.yaml".into());
             let err = exec_kubectl(&args, &kubeconfig);
             eprintln!("skiff kubectl: cannot run kubectl from PATH: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn kubelet_dev(a: cli::KubeletDevArgs) -> ExitCode {
+    init_logging(false, a.debug);
+    let (Ok(node_ip), Ok(cluster_dns)) = (a.node_ip.parse(), a.cluster_dns.parse()) else {
+        eprintln!("skiff kubelet-dev: --node-ip and --cluster-dns must be IP addresses");
+        return ExitCode::from(2);
+    };
+    let args = skiff::kubelet::pods::dev::DevArgs {
+        kubeconfig: a.kubeconfig,
+        node_name: a.node_name,
+        node_ip,
+        cri_socket: a.cri_socket,
+        agent_dir: a.agent_dir,
+        cluster_dns,
+        cluster_domain: a.cluster_domain,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("skiff kubelet-dev: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(skiff::kubelet::pods::dev::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skiff kubelet-dev: {e}");
             ExitCode::FAILURE
         }
     }

@@ -51,6 +51,8 @@ type SeenEvent = (String, String, i32);
 pub struct Recorder {
     client: kube::Client,
     component: String,
+    /// `source.host` of the events (the node name, for a kubelet).
+    host: Option<String>,
     /// (object uid, reason, message) → (event namespace, event name, count)
     seen: Arc<Mutex<HashMap<SeenKey, SeenEvent>>>,
 }
@@ -60,8 +62,15 @@ impl Recorder {
         Recorder {
             client,
             component: component.to_string(),
+            host: None,
             seen: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Events from this recorder name `host` as their source (kubelets).
+    pub fn with_host(mut self, host: &str) -> Self {
+        self.host = Some(host.to_string());
+        self
     }
 
     /// Record an event about `obj` (any namespaced or cluster object).
@@ -145,7 +154,7 @@ impl Recorder {
             event_time: None::<MicroTime>,
             source: Some(EventSource {
                 component: Some(self.component.clone()),
-                host: None,
+                host: self.host.clone(),
             }),
             reporting_component: Some(self.component.clone()),
             reporting_instance: Some(crate::config::hostname()),

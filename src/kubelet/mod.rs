@@ -18,6 +18,7 @@ pub mod cri;
 pub mod env;
 pub mod logs;
 pub mod node;
+pub mod plan;
 pub mod pods;
 pub mod probes;
 pub mod server;

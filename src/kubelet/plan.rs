@@ -1,0 +1,753 @@
+//! The pod sync planner: from a pod's spec and what the runtime holds for it
+//! (sandboxes and container instances, read through CRI), decide what to do
+//! next — upstream kubelet's `computePodActions`, as a pure function.
+//!
+//! Also the per-container restart back-off (10 s doubling to 5 min, reset
+//! when a container ran for 10 min), with time passed in explicitly.
+//!
+//! Invariants: init containers run strictly one at a time, in order, each
+//! to exit 0 before the next starts and before any app container; the
+//! newest instance of a container decides restarts; the two newest
+//! instances of every container are kept (the running one and the
+//! previous one for `kubectl logs --previous`), older ones are removed.
+
+use std::collections::{HashMap, HashSet};
+
+use k8s_openapi::api::core::v1::Pod;
+
+/// State of a container instance as CRI reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+/// One container instance of the pod, from `ListContainers`/`ContainerStatus`.
+#[derive(Clone, Debug)]
+pub struct ObservedContainer {
+    pub id: String,
+    pub name: String,
+    pub sandbox_id: String,
+    /// From the `io.kubernetes.container.restartCount` annotation.
+    pub restart_count: i32,
+    pub state: CState,
+    /// Unix nanoseconds (0 = unknown).
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    /// CRI reason (`Completed`, `Error`, `OOMKilled`).
+    pub reason: String,
+    /// Termination message read by the shell (file, or log tail on error).
+    pub message: String,
+    pub image: String,
+    pub image_ref: String,
+}
+
+/// One sandbox of the pod, from `ListPodSandbox`/`PodSandboxStatus`.
+#[derive(Clone, Debug)]
+pub struct ObservedSandbox {
+    pub id: String,
+    pub attempt: u32,
+    pub ready: bool,
+    pub created_at: i64,
+    pub ips: Vec<String>,
+}
+
+/// Everything the runtime holds for one pod uid; both lists newest first.
+#[derive(Clone, Debug, Default)]
+pub struct PodRuntime {
+    pub sandboxes: Vec<ObservedSandbox>,
+    pub containers: Vec<ObservedContainer>,
+}
+
+impl PodRuntime {
+    /// Sort both lists newest first (by creation time, then attempt).
+    pub fn normalize(&mut self) {
+        self.sandboxes
+            .sort_by_key(|s| std::cmp::Reverse((s.created_at, s.attempt)));
+        self.containers
+            .sort_by_key(|c| std::cmp::Reverse((c.created_at, c.restart_count)));
+    }
+    pub fn latest(&self, name: &str) -> Option<&ObservedContainer> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+    pub fn instances<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ObservedContainer> {
+        self.containers.iter().filter(move |c| c.name == name)
+    }
+    pub fn current_sandbox(&self) -> Option<&ObservedSandbox> {
+        self.sandboxes.first()
+    }
+    pub fn any_running(&self) -> bool {
+        self.containers.iter().any(|c| c.state == CState::Running)
+    }
+}
+
+/// Why a running container is killed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KillReason {
+    Liveness,
+    Startup,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToStart {
+    pub name: String,
+    pub init: bool,
+    pub restart_count: i32,
+}
+
+/// What one sync should do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Stop every container and the sandbox (before creating a new one, or
+    /// because nothing will run again).
+    pub kill_pod: bool,
+    /// Create a sandbox with this attempt number.
+    pub create_sandbox: Option<u32>,
+    /// Running containers to kill: (container id, name, reason).
+    pub kill: Vec<(String, String, KillReason)>,
+    /// Containers to (re)start, in order; the shell applies back-off.
+    pub start: Vec<ToStart>,
+    /// Exited instances to remove (beyond the two newest per name).
+    pub remove_containers: Vec<String>,
+    /// Old, stopped sandboxes no kept container belongs to.
+    pub remove_sandboxes: Vec<String>,
+}
+
+/// What probes say about running containers (by container id).
+#[derive(Default)]
+pub struct ProbeVerdicts {
+    pub liveness_failed: HashSet<String>,
+    pub startup_failed: HashSet<String>,
+}
+
+fn restart_policy(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
+}
+
+fn host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+}
+
+fn init_failed(c: &ObservedContainer) -> bool {
+    match c.state {
+        CState::Exited => c.exit_code != 0,
+        CState::Unknown => true,
+        _ => false,
+    }
+}
+
+/// Upstream `ShouldContainerBeRestarted` for an app container.
+pub fn should_restart(policy: &str, latest: Option<&ObservedContainer>) -> bool {
+    let Some(c) = latest else { return true };
+    match c.state {
+        CState::Running => false,
+        CState::Created | CState::Unknown => true,
+        CState::Exited => match policy {
+            "Never" => false,
+            "OnFailure" => c.exit_code != 0,
+            _ => true,
+        },
+    }
+}
+
+/// Where init containers stand.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InitProgress {
+    Done,
+    /// One is running: wait for it.
+    Running,
+    /// Start (or restart) this one; `failed` if its last instance failed.
+    Next {
+        index: usize,
+        failed: bool,
+    },
+}
+
+/// Upstream `findNextInitContainerToRun`.
+pub fn init_progress(pod: &Pod, rt: &PodRuntime) -> InitProgress {
+    let Some(spec) = pod.spec.as_ref() else {
+        return InitProgress::Done;
+    };
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    if inits.is_empty() {
+        return InitProgress::Done;
+    }
+    if spec.containers.iter().any(|c| {
+        rt.latest(&c.name)
+            .is_some_and(|s| s.state == CState::Running)
+    }) {
+        return InitProgress::Done;
+    }
+    for (i, c) in inits.iter().enumerate().rev() {
+        if rt.latest(&c.name).is_some_and(init_failed) {
+            return InitProgress::Next {
+                index: i,
+                failed: true,
+            };
+        }
+    }
+    for (i, c) in inits.iter().enumerate().rev() {
+        let Some(s) = rt.latest(&c.name) else {
+            continue;
+        };
+        match s.state {
+            CState::Running => return InitProgress::Running,
+            CState::Created => {
+                return InitProgress::Next {
+                    index: i,
+                    failed: false,
+                };
+            }
+            _ if i + 1 == inits.len() => return InitProgress::Done,
+            _ => {
+                return InitProgress::Next {
+                    index: i + 1,
+                    failed: false,
+                };
+            }
+        }
+    }
+    InitProgress::Next {
+        index: 0,
+        failed: false,
+    }
+}
+
+fn next_restart_count(rt: &PodRuntime, name: &str) -> i32 {
+    rt.latest(name).map(|c| c.restart_count + 1).unwrap_or(0)
+}
+
+/// Upstream `computePodActions` (plus container/sandbox garbage collection).
+pub fn plan(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> Plan {
+    let mut plan = Plan::default();
+    let Some(spec) = pod.spec.as_ref() else {
+        return plan;
+    };
+    let policy = restart_policy(pod);
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    gc(rt, &mut plan);
+
+    let sandbox_needed = match rt.current_sandbox() {
+        None => Some(0),
+        Some(s) if !s.ready => Some(s.attempt + 1),
+        Some(s) if !host_network(pod) && s.ips.is_empty() => Some(s.attempt + 1),
+        Some(_) => None,
+    };
+    if let Some(attempt) = sandbox_needed {
+        plan.kill_pod = !rt.sandboxes.is_empty();
+        if policy == "Never" && !rt.sandboxes.is_empty() && !rt.containers.is_empty() {
+            // the pod ran once and must not run again
+            return plan;
+        }
+        if let Some(first) = inits.first() {
+            plan.create_sandbox = Some(attempt);
+            plan.start.push(ToStart {
+                name: first.name.clone(),
+                init: true,
+                restart_count: next_restart_count(rt, &first.name),
+            });
+            return plan;
+        }
+        for c in &spec.containers {
+            let succeeded = rt
+                .latest(&c.name)
+                .is_some_and(|s| s.state == CState::Exited && s.exit_code == 0);
+            if policy == "OnFailure" && succeeded {
+                continue;
+            }
+            plan.start.push(ToStart {
+                name: c.name.clone(),
+                init: false,
+                restart_count: next_restart_count(rt, &c.name),
+            });
+        }
+        if !plan.start.is_empty() {
+            plan.create_sandbox = Some(attempt);
+        }
+        return plan;
+    }
+
+    match init_progress(pod, rt) {
+        InitProgress::Done => {}
+        InitProgress::Running => return plan,
+        InitProgress::Next { index, failed } => {
+            if failed && policy == "Never" {
+                plan.kill_pod = true;
+            } else if let Some(c) = inits.get(index) {
+                plan.start.push(ToStart {
+                    name: c.name.clone(),
+                    init: true,
+                    restart_count: next_restart_count(rt, &c.name),
+                });
+            }
+            return plan;
+        }
+    }
+
+    let mut keep = 0;
+    for c in &spec.containers {
+        let latest = rt.latest(&c.name);
+        if let Some(s) = latest
+            && s.state == CState::Running
+        {
+            let reason = if probes.startup_failed.contains(&s.id) {
+                Some(KillReason::Startup)
+            } else if probes.liveness_failed.contains(&s.id) {
+                Some(KillReason::Liveness)
+            } else {
+                None
+            };
+            match reason {
+                Some(r) => {
+                    plan.kill.push((s.id.clone(), c.name.clone(), r));
+                    if policy != "Never" {
+                        plan.start.push(ToStart {
+                            name: c.name.clone(),
+                            init: false,
+                            restart_count: s.restart_count + 1,
+                        });
+                    }
+                }
+                None => keep += 1,
+            }
+            continue;
+        }
+        if should_restart(policy, latest) {
+            plan.start.push(ToStart {
+                name: c.name.clone(),
+                init: false,
+                restart_count: next_restart_count(rt, &c.name),
+            });
+        }
+    }
+    if keep == 0 && plan.start.is_empty() {
+        plan.kill_pod = true;
+    }
+    plan
+}
+
+fn gc(rt: &PodRuntime, plan: &mut Plan) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut kept_sandboxes: HashSet<&str> = HashSet::new();
+    for c in &rt.containers {
+        let n = seen.entry(c.name.as_str()).or_default();
+        *n += 1;
+        if *n > 2 && c.state != CState::Running {
+            plan.remove_containers.push(c.id.clone());
+        } else {
+            kept_sandboxes.insert(c.sandbox_id.as_str());
+        }
+    }
+    for s in rt.sandboxes.iter().skip(1) {
+        if !s.ready && !kept_sandboxes.contains(s.id.as_str()) {
+            plan.remove_sandboxes.push(s.id.clone());
+        }
+    }
+}
+
+/// Upstream's `flowcontrol.Backoff` for container restarts and image pulls,
+/// with explicit time (unix nanoseconds).
+#[derive(Debug)]
+pub struct Backoff {
+    initial: i64,
+    max: i64,
+    /// key → (current back-off, last update)
+    entries: HashMap<String, (i64, i64)>,
+}
+
+pub const SECOND: i64 = 1_000_000_000;
+
+impl Backoff {
+    pub fn new(initial_secs: i64, max_secs: i64) -> Self {
+        Backoff {
+            initial: initial_secs * SECOND,
+            max: max_secs * SECOND,
+            entries: HashMap::new(),
+        }
+    }
+
+    /// The restart back-off of the kubelet: 10 s doubling to 300 s.
+    pub fn containers() -> Self {
+        Self::new(10, 300)
+    }
+
+    fn expired(&self, event_time: i64, last_update: i64) -> bool {
+        event_time - last_update > 2 * self.max
+    }
+
+    /// The current back-off, if `now - event_time` is still inside it.
+    pub fn in_backoff_since(&self, key: &str, event_time: i64, now: i64) -> Option<i64> {
+        let (backoff, last) = *self.entries.get(key)?;
+        if self.expired(now, last) {
+            return None;
+        }
+        (now - event_time < backoff).then_some(backoff)
+    }
+
+    /// Whether `now` is still inside the back-off counted from the last
+    /// failure (`IsInBackOffSinceUpdate`, used for image pulls).
+    pub fn in_backoff_since_update(&self, key: &str, now: i64) -> bool {
+        self.entries
+            .get(key)
+            .is_some_and(|&(b, last)| now - last < b)
+    }
+
+    /// Record one more failure: start at the initial back-off or double it.
+    pub fn next(&mut self, key: &str, event_time: i64, now: i64) {
+        let entry = match self.entries.get(key) {
+            Some(&(b, last)) if !self.expired(event_time, last) => ((b * 2).min(self.max), now),
+            _ => (self.initial, now),
+        };
+        self.entries.insert(key.to_string(), entry);
+    }
+
+    pub fn get(&self, key: &str) -> i64 {
+        self.entries.get(key).map(|e| e.0).unwrap_or(0)
+    }
+
+    /// Drop entries not updated for twice the maximum.
+    pub fn gc(&mut self, now: i64) {
+        let max = self.max;
+        self.entries.retain(|_, (_, last)| now - *last <= 2 * max);
+    }
+}
+
+/// A duration as Go's `time.Duration.String` prints whole seconds
+/// (`10s`, `1m20s`, `5m0s`), as upstream messages show it.
+pub fn go_duration(nanos: i64) -> String {
+    let secs = nanos / SECOND;
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(policy: &str, inits: &[&str], apps: &[&str]) -> Pod {
+        let cs = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| json!({"name": n, "image": "i"}))
+                .collect::<Vec<_>>()
+        };
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+            "spec": {"restartPolicy": policy, "initContainers": cs(inits), "containers": cs(apps)}
+        }))
+        .unwrap()
+    }
+
+    fn sandbox(attempt: u32, ready: bool) -> ObservedSandbox {
+        ObservedSandbox {
+            id: format!("sb{attempt}"),
+            attempt,
+            ready,
+            created_at: attempt as i64,
+            ips: vec!["10.0.0.2".into()],
+        }
+    }
+
+    /// name, restart count, state, exit code (created = restart count order)
+    fn ctr(name: &str, rc: i32, state: CState, exit: i32) -> ObservedContainer {
+        ObservedContainer {
+            id: format!("{name}-{rc}"),
+            name: name.into(),
+            sandbox_id: "sb0".into(),
+            restart_count: rc,
+            state,
+            created_at: 100 + rc as i64 + name.len() as i64 * 1000,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: exit,
+            reason: String::new(),
+            message: String::new(),
+            image: "i".into(),
+            image_ref: "sha256:x".into(),
+        }
+    }
+
+    fn rt(sandboxes: Vec<ObservedSandbox>, containers: Vec<ObservedContainer>) -> PodRuntime {
+        let mut r = PodRuntime {
+            sandboxes,
+            containers,
+        };
+        r.normalize();
+        r
+    }
+
+    fn starts(p: &Plan) -> Vec<(String, i32)> {
+        p.start
+            .iter()
+            .map(|s| (s.name.clone(), s.restart_count))
+            .collect()
+    }
+
+    use CState::*;
+
+    #[test]
+    fn plans() {
+        struct Case {
+            what: &'static str,
+            pod: Pod,
+            rt: PodRuntime,
+            sandbox: Option<u32>,
+            kill_pod: bool,
+            start: Vec<(&'static str, i32)>,
+        }
+        let cases = vec![
+            Case {
+                what: "fresh pod: sandbox and all app containers",
+                pod: pod("Always", &[], &["a", "b"]),
+                rt: rt(vec![], vec![]),
+                sandbox: Some(0),
+                kill_pod: false,
+                start: vec![("a", 0), ("b", 0)],
+            },
+            Case {
+                what: "fresh pod with init: only the first init",
+                pod: pod("Always", &["i1", "i2"], &["a"]),
+                rt: rt(vec![], vec![]),
+                sandbox: Some(0),
+                kill_pod: false,
+                start: vec![("i1", 0)],
+            },
+            Case {
+                what: "init 1 done: init 2 next",
+                pod: pod("Always", &["i1", "i2"], &["a"]),
+                rt: rt(vec![sandbox(0, true)], vec![ctr("i1", 0, Exited, 0)]),
+                sandbox: None,
+                kill_pod: false,
+                start: vec![("i2", 0)],
+            },
+            Case {
+                what: "init running: wait",
+                pod: pod("Always", &["i1", "i2"], &["a"]),
+                rt: rt(vec![sandbox(0, true)], vec![ctr("i1", 0, Running, 0)]),
+                sandbox: None,
+                kill_pod: false,
+                start: vec![],
+            },
+            Case {
+                what: "init failed, OnFailure: restart it",
+                pod: pod("OnFailure", &["i1", "i2"], &["a"]),
+                rt: rt(vec![sandbox(0, true)], vec![ctr("i1", 0, Exited, 1)]),
+                sandbox: None,
+                kill_pod: false,
+                start: vec![("i1", 1)],
+            },
+            Case {
+                what: "init failed, Never: pod fails",
+                pod: pod("Never", &["i1"], &["a"]),
+                rt: rt(vec![sandbox(0, true)], vec![ctr("i1", 0, Exited, 1)]),
+                sandbox: None,
+                kill_pod: true,
+                start: vec![],
+            },
+            Case {
+                what: "inits done: app containers",
+                pod: pod("Always", &["i1", "i2"], &["a"]),
+                rt: rt(
+                    vec![sandbox(0, true)],
+                    vec![ctr("i1", 0, Exited, 0), ctr("i2", 0, Exited, 0)],
+                ),
+                sandbox: None,
+                kill_pod: false,
+                start: vec![("a", 0)],
+            },
+            Case {
+                what: "running: nothing",
+                pod: pod("Always", &[], &["a"]),
+                rt: rt(vec![sandbox(0, true)], vec![ctr("a", 0, Running, 0)]),
+                sandbox: None,
+                kill_pod: false,
+                start: vec![],
+            },
+            Case {
+                what: "Always: exited 0 restarts",
+                pod: pod("Always", &[], &["a"]),
+                rt: rt(vec![sandbox(0, true)], vec![ctr("a", 0, Exited, 0)]),
+                sandbox: None,
+                kill_pod: false,
+                start: vec![("a", 1)],
+            },
+            Case {
+                what: "OnFailure: exited 0 stays, pod done",
+                pod: pod("OnFailure", &[], &["a"]),
+                rt: rt(vec![sandbox(0, true)], vec![ctr("a", 0, Exited, 0)]),
+                sandbox: None,
+                kill_pod: true,
+                start: vec![],
+            },
+            Case {
+                what: "OnFailure: exited 1 restarts",
+                pod: pod("OnFailure", &[], &["a"]),
+                rt: rt(vec![sandbox(0, true)], vec![ctr("a", 2, Exited, 1)]),
+                sandbox: None,
+                kill_pod: false,
+                start: vec![("a", 3)],
+            },
+            Case {
+                what: "Never: exited, pod done",
+                pod: pod("Never", &[], &["a", "b"]),
+                rt: rt(
+                    vec![sandbox(0, true)],
+                    vec![ctr("a", 0, Exited, 1), ctr("b", 0, Exited, 0)],
+                ),
+                sandbox: None,
+                kill_pod: true,
+                start: vec![],
+            },
+            Case {
+                what: "Never: one still running keeps the pod",
+                pod: pod("Never", &[], &["a", "b"]),
+                rt: rt(
+                    vec![sandbox(0, true)],
+                    vec![ctr("a", 0, Exited, 1), ctr("b", 0, Running, 0)],
+                ),
+                sandbox: None,
+                kill_pod: false,
+                start: vec![],
+            },
+            Case {
+                what: "dead sandbox: new attempt, containers again",
+                pod: pod("Always", &[], &["a"]),
+                rt: rt(vec![sandbox(0, false)], vec![ctr("a", 0, Exited, 137)]),
+                sandbox: Some(1),
+                kill_pod: true,
+                start: vec![("a", 1)],
+            },
+            Case {
+                what: "dead sandbox, Never, containers ran: no new sandbox",
+                pod: pod("Never", &[], &["a"]),
+                rt: rt(vec![sandbox(0, false)], vec![ctr("a", 0, Exited, 137)]),
+                sandbox: None,
+                kill_pod: true,
+                start: vec![],
+            },
+            Case {
+                what: "dead sandbox with init: start over at init 0",
+                pod: pod("Always", &["i1"], &["a"]),
+                rt: rt(
+                    vec![sandbox(0, false)],
+                    vec![ctr("i1", 0, Exited, 0), ctr("a", 0, Exited, 137)],
+                ),
+                sandbox: Some(1),
+                kill_pod: true,
+                start: vec![("i1", 1)],
+            },
+            Case {
+                what: "dead sandbox, OnFailure, all succeeded: nothing",
+                pod: pod("OnFailure", &[], &["a"]),
+                rt: rt(vec![sandbox(0, false)], vec![ctr("a", 0, Exited, 0)]),
+                sandbox: None,
+                kill_pod: true,
+                start: vec![],
+            },
+        ];
+        for c in cases {
+            let p = plan(&c.pod, &c.rt, &ProbeVerdicts::default());
+            assert_eq!(p.create_sandbox, c.sandbox, "{}", c.what);
+            assert_eq!(p.kill_pod, c.kill_pod, "{}", c.what);
+            let want: Vec<(String, i32)> =
+                c.start.iter().map(|(n, r)| (n.to_string(), *r)).collect();
+            assert_eq!(starts(&p), want, "{}", c.what);
+        }
+    }
+
+    #[test]
+    fn liveness_failure_kills_and_restarts() {
+        let r = rt(vec![sandbox(0, true)], vec![ctr("a", 0, Running, 0)]);
+        let mut v = ProbeVerdicts::default();
+        v.liveness_failed.insert("a-0".into());
+        let p = plan(&pod("Always", &[], &["a"]), &r, &v);
+        assert_eq!(
+            p.kill,
+            vec![("a-0".into(), "a".into(), KillReason::Liveness)]
+        );
+        assert_eq!(starts(&p), vec![("a".to_string(), 1)]);
+        let p = plan(&pod("Never", &[], &["a"]), &r, &v);
+        assert_eq!(p.kill.len(), 1);
+        assert!(p.start.is_empty());
+    }
+
+    #[test]
+    fn keeps_two_newest_instances() {
+        let r = rt(
+            vec![sandbox(0, true)],
+            vec![
+                ctr("a", 0, Exited, 1),
+                ctr("a", 1, Exited, 1),
+                ctr("a", 2, Exited, 1),
+                ctr("a", 3, Running, 0),
+            ],
+        );
+        let p = plan(&pod("Always", &[], &["a"]), &r, &ProbeVerdicts::default());
+        let mut removed = p.remove_containers.clone();
+        removed.sort();
+        assert_eq!(removed, vec!["a-0", "a-1"]);
+    }
+
+    #[test]
+    fn old_sandboxes_removed_when_unused() {
+        let mut old = sandbox(0, false);
+        old.id = "old".into();
+        let mut c = ctr("a", 5, Running, 0);
+        c.sandbox_id = "sb1".into();
+        let r = rt(vec![old, sandbox(1, true)], vec![c]);
+        let p = plan(&pod("Always", &[], &["a"]), &r, &ProbeVerdicts::default());
+        assert_eq!(p.remove_sandboxes, vec!["old"]);
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_resets() {
+        let s = SECOND;
+        let mut b = Backoff::containers();
+        // first crash: not in back-off, restart at once
+        assert_eq!(b.in_backoff_since("k", 0, s), None);
+        b.next("k", 0, s);
+        assert_eq!(b.get("k"), 10 * s);
+        // second crash at 5s: in back-off until 15s
+        assert_eq!(b.in_backoff_since("k", 5 * s, 6 * s), Some(10 * s));
+        assert_eq!(b.in_backoff_since("k", 5 * s, 15 * s), None);
+        b.next("k", 5 * s, 15 * s);
+        assert_eq!(b.get("k"), 20 * s);
+        for i in 0..10 {
+            b.next("k", (20 + i) * s, (20 + i) * s);
+        }
+        assert_eq!(b.get("k"), 300 * s);
+        // a container that ran more than 10 minutes starts over
+        b.next("k", 2000 * s, 2000 * s);
+        assert_eq!(b.get("k"), 10 * s);
+    }
+
+    #[test]
+    fn go_durations() {
+        for (secs, want) in [
+            (10, "10s"),
+            (20, "20s"),
+            (80, "1m20s"),
+            (160, "2m40s"),
+            (300, "5m0s"),
+        ] {
+            assert_eq!(go_duration(secs * SECOND), want);
+        }
+    }
+}
