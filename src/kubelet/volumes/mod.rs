@@ -411,10 +411,10 @@ async fn projected_payload(
                     mode: default_mode,
                 },
             );
-        } else if let Some(ctb) = &s.cluster_trust_bundle {
-            if ctb.optional != Some(true) {
-                return Err("clusterTrustBundle projections are not supported on this node".into());
-            }
+        } else if let Some(ctb) = &s.cluster_trust_bundle
+            && ctb.optional != Some(true)
+        {
+            return Err("clusterTrustBundle projections are not supported on this node".into());
         }
     }
     Ok(out)
