@@ -1,0 +1,157 @@
+//! API reads behind volumes: configMaps, secrets, the node's allocatable,
+//! claims and their volumes, and service-account tokens (TokenRequest).
+//!
+//! Invariants: errors are returned as the text of a `FailedMount` event
+//! (upstream wording); tokens are never logged.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
+    ServiceAccountTokenProjection,
+};
+use kube::Api;
+use kube::api::PostParams;
+
+use crate::api::quantity::{Quantity, parse_quantity};
+
+fn api_error(e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message,
+        other => other.to_string(),
+    }
+}
+
+/// A configMap's `data` and `binaryData` as bytes; `None` if it does not exist.
+pub async fn config_map(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let Some(cm) = api.get_opt(name).await.map_err(api_error)? else {
+        return Ok(None);
+    };
+    let mut out: BTreeMap<String, Vec<u8>> = cm
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    for (k, v) in cm.binary_data.unwrap_or_default() {
+        out.insert(k, v.0);
+    }
+    Ok(Some(out))
+}
+
+/// A secret's `data` (and `stringData`, should a stored object carry it).
+pub async fn secret(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let Some(s) = api.get_opt(name).await.map_err(api_error)? else {
+        return Ok(None);
+    };
+    let mut out: BTreeMap<String, Vec<u8>> = s
+        .string_data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    for (k, v) in s.data.unwrap_or_default() {
+        out.insert(k, v.0);
+    }
+    Ok(Some(out))
+}
+
+/// The node's allocatable resources (limits fall back to these).
+pub async fn node_allocatable(
+    client: &kube::Client,
+    node: &str,
+) -> Result<BTreeMap<String, Quantity>, String> {
+    let api: Api<Node> = Api::all(client.clone());
+    let n = api.get(node).await.map_err(api_error)?;
+    Ok(n.status
+        .and_then(|s| s.allocatable.or(s.capacity))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, q)| parse_quantity(&q.0).map(|q| (k, q)))
+        .collect())
+}
+
+/// A claim's bound volume: (claim, volume).
+pub async fn bound_volume(
+    client: &kube::Client,
+    ns: &str,
+    claim: &str,
+) -> Result<(PersistentVolumeClaim, PersistentVolume), String> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let pvc = claims
+        .get_opt(claim)
+        .await
+        .map_err(api_error)?
+        .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+    let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    let pv_name = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .filter(|n| !n.is_empty());
+    let (true, Some(pv_name)) = (bound, pv_name) else {
+        return Err(format!("persistentvolumeclaim \"{claim}\" is not bound"));
+    };
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let pv = pvs
+        .get_opt(&pv_name)
+        .await
+        .map_err(api_error)?
+        .ok_or_else(|| format!("persistentvolume \"{pv_name}\" not found"))?;
+    Ok((pvc, pv))
+}
+
+/// A fresh token for the pod's service account, bound to the pod.
+pub async fn request_token(
+    client: &kube::Client,
+    pod: &Pod,
+    src: &ServiceAccountTokenProjection,
+) -> Result<Vec<u8>, String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let spec = pod.spec.as_ref();
+    let sa = spec
+        .and_then(|s| s.service_account_name.clone())
+        .or_else(|| spec.and_then(|s| s.service_account.clone()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_string());
+    let req = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: src
+                .audience
+                .clone()
+                .filter(|a| !a.is_empty())
+                .into_iter()
+                .collect(),
+            expiration_seconds: Some(src.expiration_seconds.unwrap_or(3600)),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+            }),
+        },
+        ..Default::default()
+    };
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let out: TokenRequest = api
+        .create_subresource("token", &sa, &PostParams::default(), &req)
+        .await
+        .map_err(|e| format!("failed to fetch token: {}", api_error(e)))?;
+    let token = out
+        .status
+        .map(|s| s.token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "failed to fetch token: empty TokenRequest status".to_string())?;
+    Ok(token.into_bytes())
+}
