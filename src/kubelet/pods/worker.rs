@@ -282,7 +282,7 @@ impl Worker {
         let prepared = match volumes::prepare(&vctx, pod).await {
             Ok(p) => p,
             Err(e) => {
-                let msg = format!("MountVolume.SetUp failed: {e}");
+                let msg = e.to_string();
                 self.event(pod, None, Kind::Warning, "FailedMount", &msg);
                 self.next_wake = Some(Duration::from_secs(2));
                 return acted;
@@ -658,6 +658,21 @@ impl Worker {
                 self,
                 format!("creating termination message file: {e}"),
             ));
+        }
+        // the kubelet-managed /etc/hosts (pod IP, hostname, hostAliases), as upstream,
+        // unless the pod shares the host's network or mounts its own
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        if !host_network && !mounts.iter().any(|m| m.container_path == "/etc/hosts") {
+            let ip = pod_ips.first().and_then(|i| i.parse().ok());
+            let domain = self.ctx().cfg.cluster_domain.clone();
+            match prepared.write_etc_hosts_in_domain(pod, ip, &domain).await {
+                Ok(()) => mounts.extend(prepared.etc_hosts_mount()),
+                Err(e) => tracing::warn!("kubelet: writing /etc/hosts: {e}"),
+            }
         }
         if !mounts.iter().any(|m| m.container_path == tm_path) {
             mounts.push(api::Mount {
