@@ -107,6 +107,120 @@ pub async fn mutate(
     Ok(false)
 }
 
+/// Where the kube-api-access volume is mounted in every container.
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ServiceAccount admission plugin on pod create: defaults
+/// `serviceAccountName` to `default` and, unless the pod or its service
+/// account opts out with `automountServiceAccountToken: false`, adds the
+/// projected `kube-api-access-xxxxx` volume (bound token, cluster CA,
+/// namespace) mounted read-only in every container. Unlike upstream, a
+/// service account that does not exist yet does not reject the pod: the
+/// controller creates `default` moments after the namespace, and the
+/// kubelet's token request fails visibly until then.
+pub async fn service_account(
+    reg: &Registry,
+    res: &Resource,
+    ns: Option<&str>,
+    obj: &mut Value,
+) -> ApiResult<()> {
+    let (Some(ns), true) = (ns, is_core(res, "Pod")) else {
+        return Ok(());
+    };
+    if obj["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string() {
+        return Ok(());
+    }
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let sa_name = match spec.get("serviceAccountName").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => spec
+            .get("serviceAccount")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+            .to_string(),
+    };
+    spec.insert("serviceAccountName".into(), json!(sa_name));
+    spec.insert("serviceAccount".into(), json!(sa_name));
+    let sa_automount = match reg.kinds.get("", "v1", "serviceaccounts") {
+        Some(sa_res) => match reg.get(&sa_res, Some(ns), &sa_name).await {
+            Ok(sa) => sa["automountServiceAccountToken"].as_bool(),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let suffix: String = {
+        use rand::Rng;
+        const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let mut rng = rand::rng();
+        (0..5)
+            .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+            .collect()
+    };
+    inject_api_access(spec, sa_automount, &suffix);
+    Ok(())
+}
+
+/// Pure part of [`service_account`]: adds the volume and the mounts.
+fn inject_api_access(
+    spec: &mut serde_json::Map<String, Value>,
+    sa_automount: Option<bool>,
+    suffix: &str,
+) {
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or(sa_automount)
+        .unwrap_or(true);
+    if !automount {
+        return;
+    }
+    let mounted = |c: &Value| {
+        c["volumeMounts"].as_array().is_some_and(|ms| {
+            ms.iter()
+                .any(|m| m["mountPath"] == SERVICE_ACCOUNT_MOUNT_PATH)
+        })
+    };
+    let name = format!("kube-api-access-{suffix}");
+    let mut added = false;
+    for key in ["initContainers", "containers"] {
+        let Some(cs) = spec.get_mut(key).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in cs.iter_mut().filter(|c| c.is_object() && !mounted(c)) {
+            if !c["volumeMounts"].is_array() {
+                c["volumeMounts"] = json!([]);
+            }
+            if let Some(ms) = c["volumeMounts"].as_array_mut() {
+                ms.push(json!({"name": name, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}));
+                added = true;
+            }
+        }
+    }
+    if !added {
+        return;
+    }
+    let volume = json!({
+        "name": name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+            ]
+        }
+    });
+    match spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        Some(vs) => vs.push(volume),
+        None => {
+            spec.insert("volumes".into(), json!([volume]));
+        }
+    }
+}
+
 /// Copies what LimitRanger may change (container resources, the
 /// annotation) into the JSON object, leaving every other byte as sent.
 fn write_back_pod(obj: &mut Value, pod: &Pod) {
@@ -269,5 +383,50 @@ mod tests {
                 .as_str()
                 .is_some_and(|s| s.starts_with("LimitRanger plugin set: cpu request"))
         );
+    }
+
+    #[test]
+    fn api_access_volume_is_injected_unless_opted_out() {
+        let spec = |v: Value| v.as_object().unwrap().clone();
+        let mut s = spec(
+            json!({"containers": [{"name": "a"}, {"name": "b", "volumeMounts": [{"name": "x", "mountPath": "/x"}]}], "initContainers": [{"name": "i"}]}),
+        );
+        inject_api_access(&mut s, None, "abcde");
+        assert_eq!(s["volumes"][0]["name"], "kube-api-access-abcde");
+        assert_eq!(
+            s["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["path"],
+            "token"
+        );
+        for (k, i, n) in [
+            ("containers", 0, 0),
+            ("containers", 1, 1),
+            ("initContainers", 0, 0),
+        ] {
+            assert_eq!(
+                s[k][i]["volumeMounts"][n]["mountPath"], SERVICE_ACCOUNT_MOUNT_PATH,
+                "{k}[{i}]"
+            );
+            assert_eq!(s[k][i]["volumeMounts"][n]["readOnly"], true);
+        }
+        // pod-level opt-out wins over the service account; SA opt-out applies otherwise
+        for (pod, sa, injected) in [
+            (Some(false), Some(true), false),
+            (Some(true), Some(false), true),
+            (None, Some(false), false),
+            (None, None, true),
+        ] {
+            let mut s = spec(json!({"containers": [{"name": "a"}]}));
+            if let Some(p) = pod {
+                s.insert("automountServiceAccountToken".into(), json!(p));
+            }
+            inject_api_access(&mut s, sa, "zzzzz");
+            assert_eq!(s.contains_key("volumes"), injected, "{pod:?} {sa:?}");
+        }
+        // a container that already mounts the path keeps its own volume
+        let mut s = spec(
+            json!({"containers": [{"name": "a", "volumeMounts": [{"name": "mine", "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}]}]}),
+        );
+        inject_api_access(&mut s, None, "qqqqq");
+        assert!(!s.contains_key("volumes"));
     }
 }

@@ -807,6 +807,7 @@ impl Registry {
         }
         Self::reset_status_for_create(res, obj);
         self.apply_defaults(res, obj);
+        super::admission::service_account(self, res, ns, obj).await?;
         if super::admission::mutate(self, res, ns, obj).await? && obj["status"].is_object() {
             // LimitRange defaults may change the pod's QoS class
             let qos = obj.as_object().map(defaults::pod_qos_class);
