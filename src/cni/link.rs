@@ -17,6 +17,7 @@ use rtnetlink::{
     Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
     RouteMessageBuilder,
 };
+use sha2::Digest;
 
 use super::error::CniError;
 use super::ipnet::Ipv4Net;
@@ -132,6 +133,12 @@ pub async fn has_address(h: &Handle, index: u32, addr: Ipv4Addr) -> Result<bool,
     Ok(false)
 }
 
+/// A stable, locally administered unicast MAC for the bridge `name`.
+pub fn bridge_mac(name: &str) -> [u8; 6] {
+    let d = sha2::Sha256::digest(format!("skiff-bridge/{name}").as_bytes());
+    [0x02, d[0], d[1], d[2], d[3], d[4]]
+}
+
 /// The bridge exists, is up, has the MTU and the gateway address.
 pub async fn ensure_bridge(
     h: &Handle,
@@ -140,12 +147,13 @@ pub async fn ensure_bridge(
     gateway: Ipv4Net,
 ) -> Result<Link, CniError> {
     if get(h, name).await?.is_none() {
-        match h
-            .link()
-            .add(LinkBridge::new(name).mtu(mtu).build())
-            .execute()
-            .await
-        {
+        // an explicit MAC pins it: otherwise the bridge takes the lowest port
+        // MAC and the gateway MAC of every pod changes as pods come and go
+        let msg = LinkBridge::new(name)
+            .mtu(mtu)
+            .address(bridge_mac(name).to_vec())
+            .build();
+        match h.link().add(msg).execute().await {
             Ok(()) => {}
             // another ADD created it first
             Err(e) if errno(&e) == Some(libc::EEXIST) => {}
@@ -270,4 +278,18 @@ pub async fn loopback_down(h: &Handle) -> Result<(), CniError> {
             .map_err(|e| CniError::netlink("cannot bring lo down", e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_mac_is_stable_unicast_local() {
+        let m = bridge_mac("skiff0");
+        assert_eq!(m, bridge_mac("skiff0"));
+        assert_ne!(m, bridge_mac("skiff1"));
+        assert_eq!(m[0] & 0x01, 0, "unicast");
+        assert_eq!(m[0] & 0x02, 0x02, "locally administered");
+    }
 }

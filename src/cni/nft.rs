@@ -10,9 +10,11 @@
 //! - `hostports`: one `jump hp_<hash>` per container with port mappings;
 //! - `hp_<hash>`: that container's DNAT rules, `<hash>` derived from
 //!   (container id, ifname).
+//!
 //! Invariants: every script is one atomic transaction; the base chains are
 //! flushed and refilled on every ADD, so they always match the config; DEL
 //! removes exactly the container's chain and its jump and nothing else.
+//!
 //! `127.0.0.1:hostPort` is deliberately not forwarded: that needs
 //! `route_localnet` on the bridge, which exposes the host's loopback-only
 //! services to pods (CVE-2020-8558); use a host address instead.

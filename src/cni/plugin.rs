@@ -150,13 +150,13 @@ pub fn check(conf: &NetConf, env: &CniEnv) -> Result<(), CniError> {
     })?;
     if let Some(prev) = &conf.prev_result {
         let prev = CniResult::from_prev(prev);
-        if let Some(want) = prev.ip_of(&env.ifname) {
-            if want.addr != ip {
-                return Err(CniError::CheckFailed(format!(
-                    "prevResult has {want} for {} but IPAM holds {ip}",
-                    env.ifname
-                )));
-            }
+        if let Some(want) = prev.ip_of(&env.ifname)
+            && want.addr != ip
+        {
+            return Err(CniError::CheckFailed(format!(
+                "prevResult has {want} for {} but IPAM holds {ip}",
+                env.ifname
+            )));
         }
     }
     if !ipam::is_assignable(&conf.subnet, ip) {
