@@ -24,6 +24,9 @@ fn init_logging(json: bool, debug: bool) {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = skiff::cni::dispatch_argv0() {
+        return code;
+    }
     let cli = match cli::parse() {
         Ok(c) => c,
         Err(e) => {
