@@ -13,6 +13,8 @@
 //! constant time; a Secret that is malformed, of the wrong type, not marked
 //! for authentication or past its expiration never authenticates.
 
+pub mod cmd;
+
 use std::fmt;
 
 use base64::Engine as _;
@@ -109,7 +111,10 @@ fn b64(s: &str) -> String {
 
 /// One string value of a Secret, from `data` (base64) or `stringData`.
 fn secret_value(secret: &Value, key: &str) -> Option<String> {
-    if let Some(v) = secret.pointer(&format!("/data/{key}")).and_then(Value::as_str) {
+    if let Some(v) = secret
+        .pointer(&format!("/data/{key}"))
+        .and_then(Value::as_str)
+    {
         let bytes = base64::engine::general_purpose::STANDARD.decode(v).ok()?;
         return String::from_utf8(bytes).ok();
     }
@@ -128,10 +133,7 @@ pub fn bootstrap_secret(
     let mut data = serde_json::Map::new();
     data.insert("token-id".into(), json!(b64(&token.id)));
     data.insert("token-secret".into(), json!(b64(&token.secret)));
-    data.insert(
-        "usage-bootstrap-authentication".into(),
-        json!(b64("true")),
-    );
+    data.insert("usage-bootstrap-authentication".into(), json!(b64("true")));
     if let Some(t) = expires {
         data.insert(
             "expiration".into(),
@@ -166,8 +168,10 @@ pub fn token_info(secret: &Value) -> Option<TokenInfo> {
         return None;
     }
     let name = secret.pointer("/metadata/name").and_then(Value::as_str)?;
-    let id = secret_value(secret, "token-id")
-        .or_else(|| name.strip_prefix(BOOTSTRAP_SECRET_PREFIX).map(str::to_string))?;
+    let id = secret_value(secret, "token-id").or_else(|| {
+        name.strip_prefix(BOOTSTRAP_SECRET_PREFIX)
+            .map(str::to_string)
+    })?;
     let expires = secret_value(secret, "expiration").map(|s| {
         DateTime::parse_from_rfc3339(s.trim())
             .map(|t| t.with_timezone(&Utc))
@@ -175,7 +179,9 @@ pub fn token_info(secret: &Value) -> Option<TokenInfo> {
     });
     let mut usages: Vec<String> = ["authentication", "signing"]
         .into_iter()
-        .filter(|u| secret_value(secret, &format!("usage-bootstrap-{u}")).as_deref() == Some("true"))
+        .filter(|u| {
+            secret_value(secret, &format!("usage-bootstrap-{u}")).as_deref() == Some("true")
+        })
         .map(str::to_string)
         .collect();
     usages.sort();
@@ -312,7 +318,8 @@ pub fn verify_node_password(password: &str, hash: &str) -> bool {
     else {
         return false;
     };
-    let (Ok(iters), Ok(salt), Ok(want)) = (iters.parse::<u32>(), hex::decode(salt), hex::decode(want))
+    let (Ok(iters), Ok(salt), Ok(want)) =
+        (iters.parse::<u32>(), hex::decode(salt), hex::decode(want))
     else {
         return false;
     };
@@ -387,14 +394,44 @@ mod tests {
         opaque["type"] = json!("Opaque");
         let mut bad_exp = good.clone();
         bad_exp["data"]["expiration"] = json!(b64("tomorrow"));
-        let cases: Vec<(&str, Option<&Value>, &BootstrapToken, Result<(), TokenRejection>)> = vec![
+        let cases: Vec<(
+            &str,
+            Option<&Value>,
+            &BootstrapToken,
+            Result<(), TokenRejection>,
+        )> = vec![
             ("valid", Some(&good), &t, Ok(())),
             ("no expiry", Some(&forever), &t, Ok(())),
-            ("missing", None, &t, Err(TokenRejection::Unknown("abcdef".into()))),
-            ("wrong type", Some(&opaque), &t, Err(TokenRejection::Unknown("abcdef".into()))),
-            ("wrong secret", Some(&good), &wrong, Err(TokenRejection::WrongSecret("abcdef".into()))),
-            ("expired", Some(&expired), &t, Err(TokenRejection::Expired("abcdef".into()))),
-            ("bad expiration", Some(&bad_exp), &t, Err(TokenRejection::Expired("abcdef".into()))),
+            (
+                "missing",
+                None,
+                &t,
+                Err(TokenRejection::Unknown("abcdef".into())),
+            ),
+            (
+                "wrong type",
+                Some(&opaque),
+                &t,
+                Err(TokenRejection::Unknown("abcdef".into())),
+            ),
+            (
+                "wrong secret",
+                Some(&good),
+                &wrong,
+                Err(TokenRejection::WrongSecret("abcdef".into())),
+            ),
+            (
+                "expired",
+                Some(&expired),
+                &t,
+                Err(TokenRejection::Expired("abcdef".into())),
+            ),
+            (
+                "bad expiration",
+                Some(&bad_exp),
+                &t,
+                Err(TokenRejection::Expired("abcdef".into())),
+            ),
             (
                 "not for authentication",
                 Some(&not_auth),
@@ -403,14 +440,21 @@ mod tests {
             ),
         ];
         for (what, secret, presented, want) in cases {
-            assert_eq!(check_bootstrap_token(secret, presented, now), want, "{what}");
+            assert_eq!(
+                check_bootstrap_token(secret, presented, now),
+                want,
+                "{what}"
+            );
         }
         let info = token_info(&good).unwrap();
         assert_eq!(info.id, "abcdef");
         assert_eq!(info.description, "for n1");
         assert_eq!(info.usages, vec!["authentication"]);
         assert_eq!(format_ttl(&info.expires, now), "24h");
-        assert_eq!(format_ttl(&token_info(&forever).unwrap().expires, now), "<forever>");
+        assert_eq!(
+            format_ttl(&token_info(&forever).unwrap().expires, now),
+            "<forever>"
+        );
         assert!(is_expired(&expired, now));
         assert!(!is_expired(&forever, now));
         assert!(token_info(&opaque).is_none());
@@ -447,7 +491,13 @@ mod tests {
         assert!(verify_node_password("pw1", &h));
         assert!(!verify_node_password("pw2", &h));
         assert_ne!(h, hash_node_password("pw1"), "salted");
-        for bad in ["", "pw1", "$pbkdf2-sha256$x$00$00", "$pbkdf2-sha256$0$00$00", "$pbkdf2-sha256$1$zz$00"] {
+        for bad in [
+            "",
+            "pw1",
+            "$pbkdf2-sha256$x$00$00",
+            "$pbkdf2-sha256$0$00$00",
+            "$pbkdf2-sha256$1$zz$00",
+        ] {
             assert!(!verify_node_password("pw1", bad), "{bad:?}");
         }
         let s = node_password_secret("n1", &h);

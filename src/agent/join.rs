@@ -30,7 +30,9 @@ use base64::Engine as _;
 use x509_parser::prelude::*;
 
 pub use crate::apiserver::join::ClusterInfo;
-use crate::apiserver::join::{NODE_CREDENTIALS_PATH, NodeCredentialsRequest, NodeCredentialsResponse};
+use crate::apiserver::join::{
+    NODE_CREDENTIALS_PATH, NodeCredentialsRequest, NodeCredentialsResponse,
+};
 use crate::pki;
 
 /// Reissue credentials expiring within this many days.
@@ -221,10 +223,26 @@ pub async fn join(
         });
     }
     let cluster_json = serde_json::to_vec_pretty(&resp.cluster).unwrap_or_default();
-    write_atomic(&files.client_key(), resp.client_key_pem.as_bytes(), SECRET_MODE)?;
-    write_atomic(&files.client_cert(), resp.client_cert_pem.as_bytes(), PUBLIC_MODE)?;
-    write_atomic(&files.serving_key(), resp.serving_key_pem.as_bytes(), SECRET_MODE)?;
-    write_atomic(&files.serving_cert(), resp.serving_cert_pem.as_bytes(), PUBLIC_MODE)?;
+    write_atomic(
+        &files.client_key(),
+        resp.client_key_pem.as_bytes(),
+        SECRET_MODE,
+    )?;
+    write_atomic(
+        &files.client_cert(),
+        resp.client_cert_pem.as_bytes(),
+        PUBLIC_MODE,
+    )?;
+    write_atomic(
+        &files.serving_key(),
+        resp.serving_key_pem.as_bytes(),
+        SECRET_MODE,
+    )?;
+    write_atomic(
+        &files.serving_cert(),
+        resp.serving_cert_pem.as_bytes(),
+        PUBLIC_MODE,
+    )?;
     write_atomic(&files.cluster(), &cluster_json, SECRET_MODE)?;
     write_atomic(&files.ca(), ca_pem.as_bytes(), PUBLIC_MODE)?;
     pki::write_kubeconfig(
@@ -480,14 +498,17 @@ fn reuse_blocker(c: &LocalCredentials, node: &str, ips: &[IpAddr], now: i64) -> 
     };
     let check = |what: &str, cert_pem: &str, key_pem: &str| -> Result<Vec<u8>, String> {
         let der = first_der(cert_pem).ok_or(format!("{what} certificate unreadable"))?;
-        let key = rcgen::KeyPair::from_pem(key_pem).map_err(|_| format!("{what} key unreadable"))?;
-        let (_, cert) =
-            X509Certificate::from_der(&der).map_err(|_| format!("{what} certificate unreadable"))?;
+        let key =
+            rcgen::KeyPair::from_pem(key_pem).map_err(|_| format!("{what} key unreadable"))?;
+        let (_, cert) = X509Certificate::from_der(&der)
+            .map_err(|_| format!("{what} certificate unreadable"))?;
         if cert.public_key().raw != rcgen::PublicKeyData::subject_public_key_info(&key).as_slice() {
             return Err(format!("{what} key does not match its certificate"));
         }
         if cert.validity().not_after.timestamp() - now < RENEW_BEFORE_DAYS * 86_400 {
-            return Err(format!("{what} certificate expires within {RENEW_BEFORE_DAYS} days"));
+            return Err(format!(
+                "{what} certificate expires within {RENEW_BEFORE_DAYS} days"
+            ));
         }
         if cert.validity().not_before.timestamp() > now + 300 {
             return Err(format!("{what} certificate is not valid yet"));
@@ -506,7 +527,10 @@ fn reuse_blocker(c: &LocalCredentials, node: &str, ips: &[IpAddr], now: i64) -> 
         return Some("client certificate unreadable".into());
     };
     if id.user != format!("system:node:{node}") || !id.groups.iter().any(|g| g == "system:nodes") {
-        return Some(format!("client certificate is for {:?}, not this node", id.user));
+        return Some(format!(
+            "client certificate is for {:?}, not this node",
+            id.user
+        ));
     }
     let Ok((_, serving)) = X509Certificate::from_der(&serving_der) else {
         return Some("serving certificate unreadable".into());
@@ -606,7 +630,10 @@ mod tests {
     fn server_url_normalization() {
         for (input, want) in [
             ("https://127.0.0.1:6443", Some("https://127.0.0.1:6443")),
-            ("https://server.example:6443/", Some("https://server.example:6443")),
+            (
+                "https://server.example:6443/",
+                Some("https://server.example:6443"),
+            ),
             ("https://[::1]:6443", Some("https://[::1]:6443")),
             ("http://127.0.0.1:6443", None),
             ("127.0.0.1:6443", None),
@@ -628,7 +655,10 @@ mod tests {
         let a = ensure_node_password(&p).unwrap();
         let b = ensure_node_password(&p).unwrap();
         assert_eq!(a, b);
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -644,15 +674,30 @@ mod tests {
 
     #[test]
     fn bad_token_names_the_flag() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let e = rt
-            .block_on(join("https://127.0.0.1:1", "K10zz::server:x", "n1", &[], dir.path()))
+            .block_on(join(
+                "https://127.0.0.1:1",
+                "K10zz::server:x",
+                "n1",
+                &[],
+                dir.path(),
+            ))
             .unwrap_err()
             .to_string();
         assert!(e.contains("--token") && !e.contains("server:x"), "{e}");
         let e = rt
-            .block_on(join("https://127.0.0.1:1", "K10::server:x", "n1", &[], dir.path()))
+            .block_on(join(
+                "https://127.0.0.1:1",
+                "K10::server:x",
+                "n1",
+                &[],
+                dir.path(),
+            ))
             .unwrap_err()
             .to_string();
         assert!(e.contains("no CA hash"), "{e}");
@@ -663,32 +708,54 @@ mod tests {
     #[test]
     fn reuse_decisions() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = pki::ensure_server_pki(&dir.path().join("tls"), &pki::PkiOptions::default()).unwrap();
+        let pki =
+            pki::ensure_server_pki(&dir.path().join("tls"), &pki::PkiOptions::default()).unwrap();
         let ip: IpAddr = "10.0.0.5".parse().unwrap();
-        let (cc, ck) = pki.issue_client_cert("system:node:n1", &["system:nodes"], 365).unwrap();
+        let (cc, ck) = pki
+            .issue_client_cert("system:node:n1", &["system:nodes"], 365)
+            .unwrap();
         let (sc, sk) = pki.issue_serving_cert("n1", &["n1"], &[ip]).unwrap();
         let (_, other_key) = pki.issue_serving_cert("n1", &["n1"], &[ip]).unwrap();
-        let (short_c, short_k) = pki.issue_client_cert("system:node:n1", &["system:nodes"], 30).unwrap();
+        let (short_c, short_k) = pki
+            .issue_client_cert("system:node:n1", &["system:nodes"], 30)
+            .unwrap();
         let ca = pki.server_ca_pem();
         let now = chrono::Utc::now().timestamp();
-        let mk = |client_cert: &str, client_key: &str, serving_key: &str, node: &str, ips: &[IpAddr]| {
-            reuse_blocker(
-                &LocalCredentials {
-                    ca_pem: ca,
-                    client_cert,
-                    client_key,
-                    serving_cert: &sc,
-                    serving_key,
-                },
-                node,
-                ips,
-                now,
-            )
-        };
+        let mk =
+            |client_cert: &str, client_key: &str, serving_key: &str, node: &str, ips: &[IpAddr]| {
+                reuse_blocker(
+                    &LocalCredentials {
+                        ca_pem: ca,
+                        client_cert,
+                        client_key,
+                        serving_cert: &sc,
+                        serving_key,
+                    },
+                    node,
+                    ips,
+                    now,
+                )
+            };
         assert_eq!(mk(&cc, &ck, &sk, "n1", &[ip]), None);
-        assert!(mk(&cc, &ck, &sk, "n2", &[ip]).unwrap().contains("not this node"));
-        assert!(mk(&cc, &ck, &sk, "n1", &["10.0.0.6".parse().unwrap()]).unwrap().contains("10.0.0.6"));
-        assert!(mk(&cc, &ck, &other_key, "n1", &[ip]).unwrap().contains("does not match"));
-        assert!(mk(&short_c, &short_k, &sk, "n1", &[ip]).unwrap().contains("expires"));
+        assert!(
+            mk(&cc, &ck, &sk, "n2", &[ip])
+                .unwrap()
+                .contains("not this node")
+        );
+        assert!(
+            mk(&cc, &ck, &sk, "n1", &["10.0.0.6".parse().unwrap()])
+                .unwrap()
+                .contains("10.0.0.6")
+        );
+        assert!(
+            mk(&cc, &ck, &other_key, "n1", &[ip])
+                .unwrap()
+                .contains("does not match")
+        );
+        assert!(
+            mk(&short_c, &short_k, &sk, "n1", &[ip])
+                .unwrap()
+                .contains("expires")
+        );
     }
 }

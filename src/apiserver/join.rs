@@ -90,15 +90,27 @@ pub trait NodeCertIssuer: Send + Sync {
     /// (chain PEM, key PEM) of a client certificate.
     fn issue_client(&self, cn: &str, orgs: &[&str], days: u32) -> Result<(String, String), String>;
     /// (chain PEM, key PEM) of a serving certificate.
-    fn issue_serving(&self, cn: &str, names: &[&str], ips: &[IpAddr]) -> Result<(String, String), String>;
+    fn issue_serving(
+        &self,
+        cn: &str,
+        names: &[&str],
+        ips: &[IpAddr],
+    ) -> Result<(String, String), String>;
 }
 
 impl NodeCertIssuer for crate::pki::ServerPki {
     fn issue_client(&self, cn: &str, orgs: &[&str], days: u32) -> Result<(String, String), String> {
-        self.issue_client_cert(cn, orgs, days).map_err(|e| e.to_string())
+        self.issue_client_cert(cn, orgs, days)
+            .map_err(|e| e.to_string())
     }
-    fn issue_serving(&self, cn: &str, names: &[&str], ips: &[IpAddr]) -> Result<(String, String), String> {
-        self.issue_serving_cert(cn, names, ips).map_err(|e| e.to_string())
+    fn issue_serving(
+        &self,
+        cn: &str,
+        names: &[&str],
+        ips: &[IpAddr],
+    ) -> Result<(String, String), String> {
+        self.issue_serving_cert(cn, names, ips)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -128,7 +140,9 @@ fn parse_basic(headers: &HeaderMap, server_secret: &str) -> Result<Credential, A
     let encoded = value
         .strip_prefix("Basic ")
         .or_else(|| value.strip_prefix("basic "))
-        .ok_or_else(|| unauthorized("the join endpoint takes the join token as HTTP Basic credentials"))?;
+        .ok_or_else(|| {
+            unauthorized("the join endpoint takes the join token as HTTP Basic credentials")
+        })?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()
@@ -166,10 +180,12 @@ fn validate_request(req: &NodeCredentialsRequest) -> Result<(), ApiError> {
             "node password must be at least 16 characters",
         ));
     }
-    if req.node_ips.iter().any(|ip| ip.is_unspecified() || ip.is_multicast()) {
-        return Err(ApiError::bad_request(
-            "node IPs must be unicast addresses",
-        ));
+    if req
+        .node_ips
+        .iter()
+        .any(|ip| ip.is_unspecified() || ip.is_multicast())
+    {
+        return Err(ApiError::bad_request("node IPs must be unicast addresses"));
     }
     Ok(())
 }
@@ -189,7 +205,11 @@ async fn get_secret(app: &AppState, name: &str) -> Result<Option<Value>, ApiErro
         .kinds
         .get("", "v1", "secrets")
         .ok_or_else(|| ApiError::internal("secrets are not served"))?;
-    match app.registry.get(&res, Some(tokens::SYSTEM_NAMESPACE), name).await {
+    match app
+        .registry
+        .get(&res, Some(tokens::SYSTEM_NAMESPACE), name)
+        .await
+    {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.code == 404 => Ok(None),
         Err(e) => Err(e),
@@ -325,7 +345,10 @@ mod tests {
 
     fn basic(s: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        let v = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+        let v = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        );
         h.insert(axum::http::header::AUTHORIZATION, v.parse().unwrap());
         h
     }
@@ -334,8 +357,14 @@ mod tests {
     fn credentials_from_basic_auth() {
         let secret = "0123456789abcdef0123456789abcdef";
         let ok = |h: &HeaderMap| parse_basic(h, secret).map_err(|e| e.code);
-        assert!(matches!(ok(&basic(&format!("server:{secret}"))), Ok(Credential::ServerSecret)));
-        assert!(matches!(ok(&basic(&format!("node:{secret}"))), Ok(Credential::ServerSecret)));
+        assert!(matches!(
+            ok(&basic(&format!("server:{secret}"))),
+            Ok(Credential::ServerSecret)
+        ));
+        assert!(matches!(
+            ok(&basic(&format!("node:{secret}"))),
+            Ok(Credential::ServerSecret)
+        ));
         assert!(matches!(
             ok(&basic("node:abcdef.0123456789abcdef")),
             Ok(Credential::Bootstrap(t)) if t.id == "abcdef"
@@ -349,7 +378,10 @@ mod tests {
             assert_eq!(ok(&bad).err(), Some(401));
         }
         let mut bearer = HeaderMap::new();
-        bearer.insert(axum::http::header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        bearer.insert(
+            axum::http::header::AUTHORIZATION,
+            "Bearer x".parse().unwrap(),
+        );
         assert_eq!(ok(&bearer).err(), Some(401));
         // an empty server secret never matches an empty password
         assert!(parse_basic(&basic("server:"), "").is_err());
@@ -375,6 +407,9 @@ mod tests {
             assert_eq!(validate_request(&bad).unwrap_err().code, 400);
         }
         let m = name_taken("n1").message;
-        assert!(m.contains("kube-system/n1.node-password.skiff") && m.contains("--node-name"), "{m}");
+        assert!(
+            m.contains("kube-system/n1.node-password.skiff") && m.contains("--node-name"),
+            "{m}"
+        );
     }
 }

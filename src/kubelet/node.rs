@@ -189,8 +189,8 @@ impl HostFacts {
     /// Read the facts of this machine (best effort: unknown values stay empty
     /// or zero). Ephemeral storage is the filesystem holding `agent_dir`.
     pub fn gather(agent_dir: &Path) -> HostFacts {
-        let cgroup_cpus = read_trim("/sys/fs/cgroup/cpuset.cpus.effective")
-            .and_then(|s| parse_cpuset(&s));
+        let cgroup_cpus =
+            read_trim("/sys/fs/cgroup/cpuset.cpus.effective").and_then(|s| parse_cpuset(&s));
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .ok()
@@ -201,7 +201,11 @@ impl HostFacts {
         let machine_id = read_trim("/etc/machine-id")
             .or_else(|| read_trim("/var/lib/dbus/machine-id"))
             .unwrap_or_default();
-        let storage_dir = if agent_dir.exists() { agent_dir } else { Path::new("/") };
+        let storage_dir = if agent_dir.exists() {
+            agent_dir
+        } else {
+            Path::new("/")
+        };
         HostFacts {
             cpus,
             memory_bytes: read_trim("/proc/meminfo")
@@ -229,7 +233,10 @@ impl HostFacts {
 pub fn node_labels(input: &NodeSpecInput, facts: &HostFacts) -> BTreeMap<String, String> {
     let mut l = default_labels(input, facts);
     if input.control_plane {
-        l.insert("node-role.kubernetes.io/control-plane".into(), "true".into());
+        l.insert(
+            "node-role.kubernetes.io/control-plane".into(),
+            "true".into(),
+        );
     }
     l.extend(input.labels.clone());
     l
@@ -341,15 +348,47 @@ pub fn build_status(
     };
     let ready = readiness.is_ready();
     let conditions = vec![
-        condition("MemoryPressure", true, false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", now, prev),
-        condition("DiskPressure", true, false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", now, prev),
-        condition("PIDPressure", true, false, "KubeletHasSufficientPID", "kubelet has sufficient PID available", now, prev),
+        condition(
+            "MemoryPressure",
+            true,
+            false,
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+            now,
+            prev,
+        ),
+        condition(
+            "DiskPressure",
+            true,
+            false,
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+            now,
+            prev,
+        ),
+        condition(
+            "PIDPressure",
+            true,
+            false,
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+            now,
+            prev,
+        ),
         condition(
             "Ready",
             ready,
             true,
-            if ready { "KubeletReady" } else { "KubeletNotReady" },
-            if ready { "kubelet is posting ready status" } else { &not_ready_message },
+            if ready {
+                "KubeletReady"
+            } else {
+                "KubeletNotReady"
+            },
+            if ready {
+                "kubelet is posting ready status"
+            } else {
+                &not_ready_message
+            },
             now,
             prev,
         ),
@@ -482,10 +521,17 @@ pub fn parse_label(s: &str) -> Result<(String, String), String> {
 
 /// Create the Node if it does not exist (labels, taints); on an existing
 /// Node only correct the default labels. Returns the Node.
-pub async fn register(client: &kube::Client, input: &NodeSpecInput, facts: &HostFacts) -> Result<Node, kube::Error> {
+pub async fn register(
+    client: &kube::Client,
+    input: &NodeSpecInput,
+    facts: &HostFacts,
+) -> Result<Node, kube::Error> {
     let api: Api<Node> = Api::all(client.clone());
     match api.get_opt(&input.name).await? {
-        None => match api.create(&PostParams::default(), &new_node(input, facts)).await {
+        None => match api
+            .create(&PostParams::default(), &new_node(input, facts))
+            .await
+        {
             Ok(n) => {
                 tracing::info!(node = %input.name, "registered node");
                 Ok(n)
@@ -506,26 +552,46 @@ pub async fn register(client: &kube::Client, input: &NodeSpecInput, facts: &Host
     }
 }
 
-async fn renew_lease(client: &kube::Client, node: &str, uid: Option<&str>) -> Result<(), kube::Error> {
+async fn renew_lease(
+    client: &kube::Client,
+    node: &str,
+    uid: Option<&str>,
+) -> Result<(), kube::Error> {
     let api: Api<Lease> = Api::namespaced(client.clone(), NODE_LEASE_NAMESPACE);
     let lease = build_lease(node, uid, Utc::now());
     let patch = serde_json::json!({"spec": lease.spec});
-    match api.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-            Err(e) => Err(e),
-        },
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
         Err(e) => Err(e),
     }
 }
 
-async fn patch_status(client: &kube::Client, node: &str, status: &NodeStatus) -> Result<Node, kube::Error> {
+async fn patch_status(
+    client: &kube::Client,
+    node: &str,
+    status: &NodeStatus,
+) -> Result<Node, kube::Error> {
     let api: Api<Node> = Api::all(client.clone());
     let patch = serde_json::json!({"status": status});
-    api.patch_status(node, &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &Patch::Merge(&patch))
-        .await
+    api.patch_status(
+        node,
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await
 }
 
 /// Register the node, then keep its Lease and status fresh until `stop`
@@ -595,7 +661,9 @@ pub async fn register_and_heartbeat(
         let status = build_status(&input, &facts, &current, Utc::now(), prev);
         let due = match &last_reported {
             None => true,
-            Some((p, at)) => force || status_changed(p, &status) || at.elapsed() >= STATUS_REPORT_INTERVAL,
+            Some((p, at)) => {
+                force || status_changed(p, &status) || at.elapsed() >= STATUS_REPORT_INTERVAL
+            }
         };
         if !due {
             continue;
@@ -687,20 +755,37 @@ mod tests {
 
     #[test]
     fn host_fact_parsers() {
-        assert_eq!(parse_meminfo_total("MemTotal:       8029820 kB\nMemFree: 1 kB\n"), Some(8029820 * 1024));
+        assert_eq!(
+            parse_meminfo_total("MemTotal:       8029820 kB\nMemFree: 1 kB\n"),
+            Some(8029820 * 1024)
+        );
         assert_eq!(parse_meminfo_total("MemFree: 1 kB\n"), None);
-        assert_eq!(parse_cpuinfo_count("processor\t: 0\nmodel\t: x\n\nprocessor\t: 1\n"), 2);
-        for (s, want) in [("0-3", Some(4)), ("0-3,6", Some(5)), ("5", Some(1)), ("", None), ("3-1", None), ("x", None)] {
+        assert_eq!(
+            parse_cpuinfo_count("processor\t: 0\nmodel\t: x\n\nprocessor\t: 1\n"),
+            2
+        );
+        for (s, want) in [
+            ("0-3", Some(4)),
+            ("0-3,6", Some(5)),
+            ("5", Some(1)),
+            ("", None),
+            ("3-1", None),
+            ("x", None),
+        ] {
             assert_eq!(parse_cpuset(s), want, "{s:?}");
         }
         assert_eq!(
-            parse_os_release("NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n").as_deref(),
+            parse_os_release("NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n")
+                .as_deref(),
             Some("Debian GNU/Linux 12 (bookworm)")
         );
         assert_eq!(go_arch("x86_64"), "amd64");
         assert_eq!(go_arch("aarch64"), "arm64");
         let f = HostFacts::gather(Path::new("/"));
-        assert!(f.cpus >= 1 && f.memory_bytes > 0 && f.ephemeral_storage_bytes > 0, "{f:?}");
+        assert!(
+            f.cpus >= 1 && f.memory_bytes > 0 && f.ephemeral_storage_bytes > 0,
+            "{f:?}"
+        );
     }
 
     #[test]
@@ -722,17 +807,31 @@ mod tests {
         i.control_plane = true;
         i.taints.clear();
         let n = new_node(&i, &facts());
-        assert_eq!(n.metadata.labels.unwrap()["node-role.kubernetes.io/control-plane"], "true");
+        assert_eq!(
+            n.metadata.labels.unwrap()["node-role.kubernetes.io/control-plane"],
+            "true"
+        );
         assert!(n.spec.unwrap().taints.is_none());
     }
 
     #[test]
     fn taint_and_label_flags() {
         let t = parse_taint("key=value:NoExecute").unwrap();
-        assert_eq!((t.key.as_str(), t.value.as_deref(), t.effect.as_str()), ("key", Some("value"), "NoExecute"));
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("key", Some("value"), "NoExecute")
+        );
         let t = parse_taint("example.com/k:PreferNoSchedule").unwrap();
-        assert_eq!((t.key.as_str(), t.value, t.effect.as_str()), ("example.com/k", None, "PreferNoSchedule"));
-        for bad in ["key=value", "key:Bogus", "bad key:NoSchedule", ":NoSchedule"] {
+        assert_eq!(
+            (t.key.as_str(), t.value, t.effect.as_str()),
+            ("example.com/k", None, "PreferNoSchedule")
+        );
+        for bad in [
+            "key=value",
+            "key:Bogus",
+            "bad key:NoSchedule",
+            ":NoSchedule",
+        ] {
             assert!(parse_taint(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_label("a/b=c").unwrap(), ("a/b".into(), "c".into()));
@@ -770,9 +869,15 @@ mod tests {
             let s = build_status(&input(), &facts(), &r, now, None);
             let conds = s.conditions.as_ref().unwrap();
             let types: Vec<&str> = conds.iter().map(|c| c.type_.as_str()).collect();
-            assert_eq!(types, ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]);
+            assert_eq!(
+                types,
+                ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+            );
             let ready = &conds[3];
-            assert_eq!((ready.status.as_str(), ready.reason.as_deref()), (status, Some(reason)));
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_deref()),
+                (status, Some(reason))
+            );
             assert_eq!(ready.message.as_deref(), Some(message.as_str()));
             assert!(conds[..3].iter().all(|c| c.status == "False"));
         }
@@ -796,7 +901,16 @@ mod tests {
         assert_eq!(info.kubelet_version, KUBELET_VERSION);
         assert_eq!(info.container_runtime_version, "containerd://1.6.20");
         assert_eq!(info.operating_system, "linux");
-        assert_eq!(s.daemon_endpoints.as_ref().unwrap().kubelet_endpoint.as_ref().unwrap().port, 10250);
+        assert_eq!(
+            s.daemon_endpoints
+                .as_ref()
+                .unwrap()
+                .kubelet_endpoint
+                .as_ref()
+                .unwrap()
+                .port,
+            10250
+        );
     }
 
     #[test]
@@ -811,15 +925,28 @@ mod tests {
         assert_eq!(ready1.last_heartbeat_time, Some(chrono_to_time(t1)));
         assert!(!status_changed(&s0, &s1));
         // readiness flips: transition moves, changed
-        let down = Readiness { runtime_ready: false, network_ready: true, message: String::new() };
+        let down = Readiness {
+            runtime_ready: false,
+            network_ready: true,
+            message: String::new(),
+        };
         let s2 = build_status(&input(), &facts(), &down, t1, Some(&s1));
-        assert_eq!(s2.conditions.as_ref().unwrap()[3].last_transition_time, Some(chrono_to_time(t1)));
-        assert_eq!(s2.conditions.as_ref().unwrap()[0].last_transition_time, Some(chrono_to_time(t0)));
+        assert_eq!(
+            s2.conditions.as_ref().unwrap()[3].last_transition_time,
+            Some(chrono_to_time(t1))
+        );
+        assert_eq!(
+            s2.conditions.as_ref().unwrap()[0].last_transition_time,
+            Some(chrono_to_time(t0))
+        );
         assert!(status_changed(&s1, &s2));
         // a fact change is a change
         let mut f = facts();
         f.memory_bytes *= 2;
-        assert!(status_changed(&s1, &build_status(&input(), &f, &Readiness::ready(), t1, Some(&s1))));
+        assert!(status_changed(
+            &s1,
+            &build_status(&input(), &f, &Readiness::ready(), t1, Some(&s1))
+        ));
     }
 
     #[test]
@@ -828,10 +955,18 @@ mod tests {
         let l = build_lease("n1", Some("uid-1"), now);
         assert_eq!(l.metadata.namespace.as_deref(), Some("kube-node-lease"));
         let o = &l.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((o.kind.as_str(), o.name.as_str(), o.uid.as_str()), ("Node", "n1", "uid-1"));
+        assert_eq!(
+            (o.kind.as_str(), o.name.as_str(), o.uid.as_str()),
+            ("Node", "n1", "uid-1")
+        );
         let spec = l.spec.unwrap();
         assert_eq!(spec.lease_duration_seconds, Some(40));
         assert_eq!(spec.holder_identity.as_deref(), Some("n1"));
-        assert!(build_lease("n1", None, now).metadata.owner_references.is_none());
+        assert!(
+            build_lease("n1", None, now)
+                .metadata
+                .owner_references
+                .is_none()
+        );
     }
 }
