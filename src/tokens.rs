@@ -253,10 +253,12 @@ pub fn format_ttl(expires: &Option<Result<DateTime<Utc>, String>>, now: DateTime
         Some(Err(_)) => return "<invalid>".into(),
         Some(Ok(t)) => *t,
     };
-    let secs = (t - now).num_seconds();
-    if secs <= 0 {
+    let left = t - now;
+    if left <= chrono::Duration::zero() {
         return "<expired>".into();
     }
+    // round up: a token with 0.5 s left is not expired
+    let secs = (left.num_milliseconds() + 999) / 1000;
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 3600 * 2 => format!("{}m", s / 60),

@@ -223,7 +223,7 @@ async fn authenticate(app: &AppState, cred: &Credential) -> Result<(), ApiError>
     let secret = get_secret(app, &token.secret_name()).await?;
     tokens::check_bootstrap_token(secret.as_ref(), token, chrono::Utc::now()).map_err(|r| {
         tracing::info!("join refused: {r}");
-        ApiError::new(401, "Unauthorized", format!("join token rejected: {r}"))
+        ApiError::new(401, "Unauthorized", r.to_string())
     })
 }
 
