@@ -396,12 +396,13 @@ mod tests {
         opaque["type"] = json!("Opaque");
         let mut bad_exp = good.clone();
         bad_exp["data"]["expiration"] = json!(b64("tomorrow"));
-        let cases: Vec<(
-            &str,
-            Option<&Value>,
-            &BootstrapToken,
+        type Case<'a> = (
+            &'a str,
+            Option<&'a Value>,
+            &'a BootstrapToken,
             Result<(), TokenRejection>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             ("valid", Some(&good), &t, Ok(())),
             ("no expiry", Some(&forever), &t, Ok(())),
             (
