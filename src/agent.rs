@@ -14,7 +14,9 @@
 pub mod containerd;
 pub mod images;
 pub mod join;
+pub mod setup;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -35,6 +37,12 @@ pub struct AgentConfig {
     pub container_runtime_endpoint: Option<PathBuf>,
     /// Port of the kubelet HTTPS server (logs, exec, attach, port-forward).
     pub kubelet_port: u16,
+    /// `--node-label`, applied when the Node is first registered.
+    pub node_labels: BTreeMap<String, String>,
+    /// `--node-taint`, applied when the Node is first registered.
+    pub node_taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    /// The embedded agent of a server (labelled as control plane).
+    pub control_plane: bool,
 }
 
 impl AgentConfig {
@@ -76,4 +84,37 @@ impl AgentConfig {
             .clone()
             .unwrap_or_else(|| self.containerd_dir().join("containerd.sock"))
     }
+}
+
+/// Run a joined agent until SIGTERM/SIGINT.
+///
+/// For now (until the kubelet, CNI and containerd parts are wired in) this
+/// only registers the Node and keeps its Lease and status fresh, reporting
+/// Ready: enough to test joining end to end without containerd.
+pub async fn run_joined(cfg: AgentConfig, joined: join::JoinedNode) -> Result<(), join::JoinError> {
+    let client = joined.client().await?;
+    let input = crate::kubelet::node::NodeSpecInput {
+        name: cfg.node_name.clone(),
+        ips: vec![cfg.node_ip],
+        labels: cfg.node_labels.clone(),
+        taints: cfg.node_taints.clone(),
+        control_plane: cfg.control_plane,
+        kubelet_port: cfg.kubelet_port,
+        container_runtime_version: "containerd://unknown".into(),
+    };
+    let (_ready_tx, ready_rx) =
+        tokio::sync::watch::channel(crate::kubelet::node::Readiness::ready());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let heartbeat = tokio::spawn(crate::kubelet::node::register_and_heartbeat(
+        client,
+        input,
+        cfg.agent_dir.clone(),
+        ready_rx,
+        stop_rx,
+    ));
+    setup::wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), heartbeat).await;
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! Command-line definitions (clap). Every server flag is also an env var
+//! Command-line definitions (clap). Every server and agent flag is also an env var
 //! `SKIFF_<FLAG>` and a key in `/etc/skiff/config.yaml` (+ `config.yaml.d/*.yaml`);
 //! precedence is flag > env > file > default, merged once in `parse`.
 //!
@@ -27,7 +27,10 @@ pub enum Command {
     /// Run the control plane (API server, store, controllers).
     Server(Box<ServerArgs>),
     /// Run a worker node that joins a server.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
+    /// Manage bootstrap tokens for joining agents.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Test harness: run the kubelet's pod workers against a CRI socket.
     #[command(hide = true)]
     KubeletDev(KubeletDevArgs),
@@ -123,12 +126,23 @@ pub struct ServerArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// Server to connect to
+    /// Config file (YAML, keys are flag names)
+    #[arg(
+        long,
+        short = 'c',
+        env = "SKIFF_CONFIG_FILE",
+        default_value = "/etc/skiff/config.yaml"
+    )]
+    pub config: PathBuf,
+    /// Server to connect to (https://<server>:6443)
     #[arg(long, short = 's', env = "SKIFF_URL")]
     pub server: Option<String>,
-    /// Join token
+    /// Join token (K10<ca-hash>::<credentials>)
     #[arg(long, short = 't', env = "SKIFF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// File holding the join token
+    #[arg(long, env = "SKIFF_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// Folder to hold state
     #[arg(
         long,
@@ -137,6 +151,86 @@ pub struct AgentArgs {
         default_value = "/var/lib/skiff"
     )]
     pub data_dir: PathBuf,
+    /// Node name (default: hostname)
+    #[arg(long, env = "SKIFF_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// IP address(es) to advertise for the node (default: the outgoing interface's address)
+    #[arg(long, env = "SKIFF_NODE_IP", value_delimiter = ',')]
+    pub node_ip: Vec<String>,
+    /// Label to register the node with (key=value; repeatable)
+    #[arg(long, env = "SKIFF_NODE_LABEL", value_delimiter = ',')]
+    pub node_label: Vec<String>,
+    /// Taint to register the node with (key[=value]:Effect; repeatable)
+    #[arg(long, env = "SKIFF_NODE_TAINT", value_delimiter = ',')]
+    pub node_taint: Vec<String>,
+    /// Use an existing CRI socket instead of running containerd
+    #[arg(long, env = "SKIFF_CONTAINER_RUNTIME_ENDPOINT")]
+    pub container_runtime_endpoint: Option<PathBuf>,
+    /// Port of the kubelet HTTPS server
+    #[arg(long, env = "SKIFF_KUBELET_PORT", default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// Log format: text or json
+    #[arg(long, env = "SKIFF_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    /// Debug logging
+    #[arg(long, env = "SKIFF_DEBUG")]
+    pub debug: bool,
+}
+
+/// `skiff token …`: bootstrap tokens for joining agents.
+#[derive(Subcommand, Debug, Clone)]
+pub enum TokenCommand {
+    /// Create a bootstrap token and print the full join token
+    Create(TokenCreateArgs),
+    /// List bootstrap tokens
+    List(TokenApiArgs),
+    /// Delete bootstrap tokens
+    Delete(TokenDeleteArgs),
+}
+
+/// How `skiff token` reaches the API.
+#[derive(Args, Debug, Clone)]
+pub struct TokenApiArgs {
+    /// Admin kubeconfig (default: /etc/skiff/skiff.yaml, else the admin certificate under --data-dir)
+    #[arg(long, env = "SKIFF_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Server data folder (used when no kubeconfig is found)
+    #[arg(
+        long,
+        short = 'd',
+        env = "SKIFF_DATA_DIR",
+        default_value = "/var/lib/skiff"
+    )]
+    pub data_dir: PathBuf,
+    /// API server URL used with the --data-dir credentials
+    #[arg(
+        long,
+        short = 's',
+        env = "SKIFF_URL",
+        default_value = "https://127.0.0.1:6443"
+    )]
+    pub server: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TokenCreateArgs {
+    #[command(flatten)]
+    pub api: TokenApiArgs,
+    /// Time until the token expires (e.g. 24h, 30m; 0 = never)
+    #[arg(long, default_value = "24h")]
+    pub ttl: String,
+    /// Human-readable description
+    #[arg(long, default_value = "")]
+    pub description: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TokenDeleteArgs {
+    #[command(flatten)]
+    pub api: TokenApiArgs,
+    /// Token IDs (or whole tokens) to delete
+    #[arg(required = true)]
+    pub ids: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -227,7 +321,7 @@ fn scalar(v: &serde_yaml_ng::Value) -> Result<String, String> {
     }
 }
 
-/// Parse the command line, merging the config file for `server`.
+/// Parse the command line, merging the config file for `server` and `agent`.
 pub fn parse() -> Result<Cli, clap::Error> {
     parse_from(std::env::args_os().collect())
 }
@@ -235,7 +329,7 @@ pub fn parse() -> Result<Cli, clap::Error> {
 pub fn parse_from(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
     let cmd = Cli::command();
     let matches = cmd.clone().try_get_matches_from(argv.clone())?;
-    let Some(("server", sub)) = matches.subcommand() else {
+    let Some((subcommand @ ("server" | "agent"), sub)) = matches.subcommand() else {
         return Cli::from_arg_matches(&matches);
     };
     let explicit = matches!(
@@ -251,7 +345,7 @@ pub fn parse_from(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
     if file_args.is_empty() {
         return Cli::from_arg_matches(&matches);
     }
-    let server_cmd = cmd.find_subcommand("server").cloned();
+    let server_cmd = cmd.find_subcommand(subcommand).cloned();
     let known: Vec<(String, String, bool)> = server_cmd
         .iter()
         .flat_map(|c| c.get_arguments())
@@ -289,7 +383,7 @@ pub fn parse_from(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
     }
     let pos = argv
         .iter()
-        .position(|a| a == "server")
+        .position(|a| a == subcommand)
         .map(|p| p + 1)
         .unwrap_or(argv.len());
     let mut merged = argv[..pos].to_vec();
@@ -338,6 +432,69 @@ mod tests {
             "9443",
         ]);
         assert_eq!(s.https_listen_port, 9443);
+    }
+
+    #[test]
+    fn agent_flags_and_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config.yaml");
+        std::fs::write(
+            &cfg,
+            "server: https://10.0.0.1:6443\nnode-label:\n  - a=b\n  - c=d\nkubelet-port: 11250\nnode-name: fromfile\n",
+        )
+        .unwrap();
+        let c = cfg.to_str().unwrap();
+        let argv: Vec<OsString> = [
+            "skiff",
+            "agent",
+            "--config",
+            c,
+            "--node-name",
+            "n1",
+            "--node-taint",
+            "k=v:NoSchedule",
+            "--node-ip",
+            "10.0.0.2,10.0.0.3",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let Command::Agent(a) = parse_from(argv).unwrap().command else {
+            panic!("not agent")
+        };
+        assert_eq!(a.server.as_deref(), Some("https://10.0.0.1:6443"));
+        assert_eq!(a.node_label, vec!["a=b", "c=d"]);
+        assert_eq!(a.node_taint, vec!["k=v:NoSchedule"]);
+        assert_eq!(a.node_ip, vec!["10.0.0.2", "10.0.0.3"]);
+        assert_eq!(a.kubelet_port, 11250);
+        assert_eq!(a.node_name.as_deref(), Some("n1"), "flag beats file");
+    }
+
+    #[test]
+    fn token_subcommands() {
+        let parse = |args: &[&str]| parse_from(args.iter().map(OsString::from).collect());
+        let Command::Token(TokenCommand::Create(c)) = parse(&[
+            "skiff",
+            "token",
+            "create",
+            "--ttl",
+            "1h",
+            "--description",
+            "x",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not token create")
+        };
+        assert_eq!((c.ttl.as_str(), c.description.as_str()), ("1h", "x"));
+        assert!(matches!(
+            parse(&["skiff", "token", "list", "--kubeconfig", "/k"])
+                .unwrap()
+                .command,
+            Command::Token(TokenCommand::List(_))
+        ));
+        assert!(parse(&["skiff", "token", "delete"]).is_err());
     }
 
     #[test]

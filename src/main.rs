@@ -62,11 +62,56 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Agent(_) => {
-            eprintln!(
-                "skiff agent: not available yet in this build (the node agent is a later milestone)"
-            );
-            ExitCode::from(2)
+        Command::Agent(args) => {
+            let setup = match skiff::agent::setup::AgentSetup::from_args(&args) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("skiff agent: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(setup.log_json, setup.debug);
+            let Some(rt) = runtime("agent") else {
+                return ExitCode::FAILURE;
+            };
+            let result = rt.block_on(async {
+                let joined = skiff::agent::join::join(
+                    &setup.server_url,
+                    &setup.token,
+                    &setup.node_name,
+                    &setup.node_ips,
+                    &setup.agent_dir,
+                )
+                .await?;
+                let cfg = setup.agent_config(&joined.cluster);
+                skiff::agent::run_joined(cfg, joined).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("skiff agent: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Token(cmd) => {
+            let Some(rt) = runtime("token") else {
+                return ExitCode::FAILURE;
+            };
+            match rt.block_on(skiff::tokens::cmd::run(&cmd)) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e @ skiff::tokens::cmd::TokenCmdError::Usage(_)) => {
+                    eprintln!("skiff token: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("skiff token: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::KubeletDev(a) => kubelet_dev(a),
         Command::Kubectl { args } => {
@@ -94,21 +139,27 @@ fn kubelet_dev(a: cli::KubeletDevArgs) -> ExitCode {
         cluster_dns,
         cluster_domain: a.cluster_domain,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("skiff kubelet-dev: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime("kubelet-dev") else {
+        return ExitCode::FAILURE;
     };
     match rt.block_on(skiff::kubelet::pods::dev::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("skiff kubelet-dev: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(what: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("skiff {what}: cannot start the async runtime: {e}");
+            None
         }
     }
 }

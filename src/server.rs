@@ -94,6 +94,17 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             server_token: token.clone(),
             ca_pem: pki.server_ca_pem().to_string(),
             service_account_key_pem: Some(pki.service_account_key_pem().to_string()),
+            join: Some(apiserver::join::JoinConfig {
+                issuer: Arc::new(pki.clone()),
+                cluster: apiserver::join::ClusterInfo {
+                    cluster_cidr: cfg.cluster_cidr.clone(),
+                    service_cidr: cfg.service_cidr.clone(),
+                    cluster_dns: std::net::IpAddr::V4(cfg.cluster_dns),
+                    cluster_domain: "cluster.local".into(),
+                    api_server_url: format!("https://{advertise}"),
+                },
+                server_secret: pki::parse_token(&token)?.password,
+            }),
         },
     );
     controllers::load_crds(&app).await?;

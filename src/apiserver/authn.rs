@@ -111,7 +111,16 @@ pub async fn authenticate_token(app: &AppState, token: &str) -> Option<Identity>
     })
 }
 
-const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/cacerts", "/ping"];
+/// Reachable without an identity. The join endpoint checks its own
+/// credential (the join token as HTTP Basic auth, see `join`).
+const PUBLIC_PATHS: &[&str] = &[
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/cacerts",
+    "/ping",
+    super::join::NODE_CREDENTIALS_PATH,
+];
 
 pub async fn middleware(
     State(app): State<Arc<AppState>>,

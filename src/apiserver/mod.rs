@@ -11,6 +11,7 @@ pub mod controllers;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
+pub mod join;
 pub mod metrics;
 pub mod negotiate;
 pub mod openapi_routes;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub watch_lines: watch::LineCache,
     /// Signs and verifies service-account tokens.
     pub sa_signer: Option<satoken::Signer>,
+    /// Node join support (`join::NODE_CREDENTIALS_PATH`); `None` refuses joins.
+    pub join: Option<join::JoinConfig>,
 }
 
 pub struct ApiServerConfig {
@@ -63,6 +66,8 @@ pub struct ApiServerConfig {
     pub ca_pem: String,
     /// PKCS#8 PEM of the service-account signing key (tokens are disabled without it).
     pub service_account_key_pem: Option<String>,
+    /// Node join support; `None` refuses joins.
+    pub join: Option<join::JoinConfig>,
 }
 
 impl AppState {
@@ -81,6 +86,7 @@ impl AppState {
                     .map_err(|e| tracing::warn!("service-account tokens disabled: {e}"))
                     .ok()
             }),
+            join: cfg.join,
         })
     }
 }
@@ -190,6 +196,10 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/readyz", get(healthz))
         .route("/ping", get(|| async { "pong" }))
         .route("/cacerts", get(cacerts))
+        .route(
+            join::NODE_CREDENTIALS_PATH,
+            axum::routing::post(join::node_credentials),
+        )
         .route("/version", get(discovery::version))
         .route("/metrics", get(metrics_handler))
         .route("/api", get(discovery::api))

@@ -30,6 +30,7 @@ pub mod quota;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod tokencleaner;
 pub mod ttl;
 pub mod volume;
 
@@ -168,6 +169,7 @@ pub async fn run_all(client: kube::Client, config: Config, shared: informers::Sh
     set.spawn(nodelifecycle::run(ctx.clone()));
     set.spawn(nodeipam::run(ctx.clone()));
     set.spawn(volume::run(ctx.clone()));
+    set.spawn(tokencleaner::run(ctx.clone()));
     // informers start after every controller has subscribed
     set.spawn(run_forever(namespaces.start()));
     set.spawn(run_forever(ctx.serviceaccounts.start()));

@@ -46,7 +46,8 @@ pub fn ca_hash(ca_pem: &str) -> String {
 }
 
 /// Parse a token: the full `K10<hash>::<user>:<secret>` form (the hash may be
-/// empty), or a bare secret, which like k3s gets the username `node`.
+/// empty), `K10<hash>::<id>.<secret>` (a bootstrap token, username `node`),
+/// or a bare secret, which like k3s gets the username `node`.
 pub fn parse_token(s: &str) -> Result<ParsedToken, PkiError> {
     let s = s.trim();
     if s.is_empty() {
@@ -71,8 +72,18 @@ pub fn parse_token(s: &str) -> Result<ParsedToken, PkiError> {
             "CA hash in K10 token is not hexadecimal".into(),
         ));
     };
+    // kubeadm-style bootstrap token credentials: `K10<hash>::<id>.<secret>`
+    if !creds.contains(':') && crate::tokens::BootstrapToken::parse(creds).is_some() {
+        return Ok(ParsedToken {
+            ca_hash,
+            username: BARE_TOKEN_USERNAME.to_string(),
+            password: creds.to_string(),
+        });
+    }
     let (username, password) = creds.split_once(':').ok_or_else(|| {
-        PkiError::InvalidToken("K10 token credentials are not <username>:<secret>".into())
+        PkiError::InvalidToken(
+            "K10 token credentials are not <username>:<secret> or <token-id>.<token-secret>".into(),
+        )
     })?;
     if username.is_empty() || password.is_empty() {
         return Err(PkiError::InvalidToken(
@@ -213,9 +224,21 @@ mod tests {
             (p.username.as_str(), p.password.as_str()),
             ("node", "baresecret")
         );
+        let p = ok("K10abc::abcdef.0123456789abcdef");
+        assert_eq!(p.ca_hash.as_deref(), Some("abc"));
+        assert_eq!(
+            (p.username.as_str(), p.password.as_str()),
+            ("node", "abcdef.0123456789abcdef")
+        );
+        let p = ok("abcdef.0123456789abcdef");
+        assert_eq!(
+            (p.username.as_str(), p.password.as_str()),
+            ("node", "abcdef.0123456789abcdef")
+        );
         for bad in [
             "",
             "  ",
+            "K10abc::abcdef.short",
             "K10abc",
             "K10abc::nocolon",
             "K10abc:::pw",

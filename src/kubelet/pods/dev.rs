@@ -59,6 +59,9 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
         cluster_domain: args.cluster_domain.clone(),
         container_runtime_endpoint: Some(args.cri_socket.clone()),
         kubelet_port: 10250,
+        node_labels: Default::default(),
+        node_taints: Vec::new(),
+        control_plane: false,
     };
     for d in [cfg.pods_dir(), cfg.pod_logs_dir()] {
         let _ = std::fs::create_dir_all(d);

@@ -358,6 +358,9 @@ mod tests {
             cluster_domain: "cluster.local".into(),
             container_runtime_endpoint: None,
             kubelet_port: 10250,
+            node_labels: Default::default(),
+            node_taints: Vec::new(),
+            control_plane: false,
         };
         let c = sandbox_config(&pod(json!({})), 2, &cfg);
         assert_eq!(c.metadata.as_ref().unwrap().attempt, 2);
