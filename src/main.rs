@@ -65,6 +65,21 @@ fn main() -> ExitCode {
             );
             ExitCode::from(2)
         }
+        Command::KubeletDev(cmd) => {
+            init_logging(false, false);
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(skiff::kubelet::server::dev::run(cmd)));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("skiff kubelet-dev: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Kubectl { args } => {
             let kubeconfig =
                 std::env::var_os("KUBECONFIG").unwrap_or_else(|| "/etc/skiff/skiff.yaml".into());

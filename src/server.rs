@@ -94,6 +94,10 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             server_token: token.clone(),
             ca_pem: pki.server_ca_pem().to_string(),
             service_account_key_pem: Some(pki.service_account_key_pem().to_string()),
+            kubelet_client: Some((
+                pki.kube_apiserver_client().cert_pem().to_string(),
+                pki.kube_apiserver_client().key_pem().to_string(),
+            )),
         },
     );
     controllers::load_crds(&app).await?;

@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod negotiate;
 pub mod openapi_routes;
+pub mod proxy;
 pub mod registry;
 pub mod reviews;
 pub mod satoken;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub watch_lines: watch::LineCache,
     /// Signs and verifies service-account tokens.
     pub sa_signer: Option<satoken::Signer>,
+    /// TLS towards kubelets (logs, exec, attach, port-forward, node proxy).
+    pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 pub struct ApiServerConfig {
@@ -63,11 +66,18 @@ pub struct ApiServerConfig {
     pub ca_pem: String,
     /// PKCS#8 PEM of the service-account signing key (tokens are disabled without it).
     pub service_account_key_pem: Option<String>,
+    /// The API server's client certificate towards kubelets: (chain PEM, key PEM).
+    pub kubelet_client: Option<(String, String)>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Backend>, cfg: ApiServerConfig) -> Arc<Self> {
         let kinds = Arc::new(Kinds::with_builtins());
+        let kubelet_tls = cfg.kubelet_client.as_ref().and_then(|(cert, key)| {
+            proxy::kubelet_tls(&cfg.ca_pem, cert, key)
+                .map_err(|e| tracing::warn!("kubelet client disabled: {e}"))
+                .ok()
+        });
         Arc::new(AppState {
             registry: Registry::new(store, kinds, &cfg.service_cidr),
             authn: Authenticator::new(&cfg.server_token),
@@ -76,6 +86,7 @@ impl AppState {
             ca_pem: cfg.ca_pem,
             openapi: openapi_routes::OpenApiCache::default(),
             watch_lines: watch::LineCache::default(),
+            kubelet_tls,
             sa_signer: cfg.service_account_key_pem.as_deref().and_then(|pem| {
                 satoken::Signer::from_pem(pem)
                     .map_err(|e| tracing::warn!("service-account tokens disabled: {e}"))
