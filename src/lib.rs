@@ -4,8 +4,8 @@
 //! and calls into it. Dependencies point downward: `pki`, `store` and `api`
 //! know nothing of HTTP; `apiserver` builds on them; `server` wires it all.
 
-pub mod api;
 pub mod agent;
+pub mod api;
 pub mod apiserver;
 pub mod cli;
 pub mod cni;

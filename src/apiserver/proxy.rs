@@ -113,7 +113,12 @@ pub fn resolve_container(pod: &Value, requested: Option<&str>) -> Result<String,
     let ephemeral = names(pod, "ephemeralContainers");
     match requested.filter(|c| !c.is_empty()) {
         Some(c) => {
-            if containers.iter().chain(&inits).chain(&ephemeral).any(|n| n == c) {
+            if containers
+                .iter()
+                .chain(&inits)
+                .chain(&ephemeral)
+                .any(|n| n == c)
+            {
                 Ok(c.to_string())
             } else {
                 Err(format!("container {c} is not valid for pod {pod_name}"))
@@ -146,11 +151,18 @@ pub fn resolve_container(pod: &Value, requested: Option<&str>) -> Result<String,
 }
 
 fn container_status<'a>(pod: &'a Value, container: &str) -> Option<&'a Value> {
-    ["containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"]
-        .iter()
-        .filter_map(|f| pod.pointer(&format!("/status/{f}")).and_then(Value::as_array))
-        .flatten()
-        .find(|s| s.get("name").and_then(Value::as_str) == Some(container))
+    [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ]
+    .iter()
+    .filter_map(|f| {
+        pod.pointer(&format!("/status/{f}"))
+            .and_then(Value::as_array)
+    })
+    .flatten()
+    .find(|s| s.get("name").and_then(Value::as_str) == Some(container))
 }
 
 /// Can the logs of `container` be read now? (upstream's kubelet-side check,
@@ -176,8 +188,8 @@ pub fn check_log_status(pod: &Value, container: &str, previous: bool) -> Result<
     let waiting_reason = match status {
         None => Some("ContainerCreating".to_string()),
         Some(s) => {
-            let running_or_done = s.pointer("/state/running").is_some()
-                || s.pointer("/state/terminated").is_some();
+            let running_or_done =
+                s.pointer("/state/running").is_some() || s.pointer("/state/terminated").is_some();
             let has_last = s.pointer("/lastState/terminated").is_some();
             match s.pointer("/state/waiting") {
                 Some(w) if !running_or_done && !has_last => Some(
@@ -201,7 +213,9 @@ pub fn check_log_status(pod: &Value, container: &str, previous: bool) -> Result<
 
 /// Host and port of a node's kubelet from its status.
 pub fn kubelet_endpoint(node: &Value) -> Option<(String, u16)> {
-    let addrs = node.pointer("/status/addresses").and_then(Value::as_array)?;
+    let addrs = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)?;
     let pick = |t: &str| {
         addrs
             .iter()
@@ -264,10 +278,7 @@ async fn pod_and_node(r: &ItemRequest<'_>) -> ApiResult<(Value, Target)> {
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "pod {} does not have a host assigned",
-                r.name
-            ))
+            ApiError::bad_request(format!("pod {} does not have a host assigned", r.name))
         })?
         .to_string();
     let target = node_target(r, &node_name).await?;
@@ -283,7 +294,9 @@ async fn node_target(r: &ItemRequest<'_>, node_name: &str) -> ApiResult<Target> 
         .ok_or_else(|| ApiError::internal("nodes are not served"))?;
     let node = r.app.registry.get(&nodes, None, node_name).await?;
     let (host, port) = kubelet_endpoint(&node).ok_or_else(|| {
-        ApiError::bad_request(format!("node {node_name:?} has no address to reach its kubelet"))
+        ApiError::bad_request(format!(
+            "node {node_name:?} has no address to reach its kubelet"
+        ))
     })?;
     Ok(Target { host, port })
 }
@@ -302,11 +315,9 @@ async fn kubelet_request(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<hyper::Response<Incoming>> {
-    let tls = r
-        .app
-        .kubelet_tls
-        .clone()
-        .ok_or_else(|| ApiError::service_unavailable("this server has no kubelet client certificate"))?;
+    let tls = r.app.kubelet_tls.clone().ok_or_else(|| {
+        ApiError::service_unavailable("this server has no kubelet client certificate")
+    })?;
     let server_name = match target.host.parse::<IpAddr>() {
         Ok(ip) => ServerName::IpAddress(ip.into()),
         Err(_) => ServerName::try_from(target.host.clone()).map_err(dial_error)?,
@@ -349,8 +360,13 @@ fn forwarded(headers: &HeaderMap) -> HeaderMap {
     for (k, v) in headers {
         if !matches!(
             k.as_str(),
-            "host" | "authorization" | "cookie" | "content-length" | "transfer-encoding"
-                | "impersonate-user" | "impersonate-group"
+            "host"
+                | "authorization"
+                | "cookie"
+                | "content-length"
+                | "transfer-encoding"
+                | "impersonate-user"
+                | "impersonate-group"
         ) {
             out.append(k.clone(), v.clone());
         }
@@ -382,7 +398,11 @@ async fn kubelet_error(resp: hyper::Response<Incoming>) -> ApiError {
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&body).trim().to_string();
-    let code = if (400..600).contains(&code) { code } else { 500 };
+    let code = if (400..600).contains(&code) {
+        code
+    } else {
+        500
+    };
     ApiError::new(code, reason_for(code), text)
 }
 
@@ -392,7 +412,10 @@ fn passthrough(resp: hyper::Response<Incoming>) -> Response {
     let mut out = Response::new(Body::new(body));
     *out.status_mut() = parts.status;
     for (k, v) in &parts.headers {
-        if !matches!(k.as_str(), "connection" | "transfer-encoding" | "keep-alive") {
+        if !matches!(
+            k.as_str(),
+            "connection" | "transfer-encoding" | "keep-alive"
+        ) {
             out.headers_mut().append(k.clone(), v.clone());
         }
     }
@@ -418,7 +441,11 @@ async fn logs(r: ItemRequest<'_>) -> ApiResult<Response> {
                 return Err(ApiError::unprocessable(format!(
                     "PodLogOptions \"{}\" is invalid: {k}: Invalid value: {n}: must be {}",
                     r.name,
-                    if min == 0 { "greater than or equal to 0" } else { "greater than 0" }
+                    if min == 0 {
+                        "greater than or equal to 0"
+                    } else {
+                        "greater than 0"
+                    }
                 )));
             }
         }
@@ -432,10 +459,12 @@ async fn logs(r: ItemRequest<'_>) -> ApiResult<Response> {
     let (pod, target) = pod_and_node(&r).await?;
     let container = resolve_container(&pod, query_value(query, "container").as_deref())
         .map_err(ApiError::bad_request)?;
-    check_log_status(&pod, &container, qflag(query, "previous"))
-        .map_err(ApiError::bad_request)?;
+    check_log_status(&pod, &container, qflag(query, "previous")).map_err(ApiError::bad_request)?;
     let ns = r.ns.unwrap_or("default");
-    let q = query_without(query, &["container", "pretty", "insecureSkipTLSVerifyBackend"])?;
+    let q = query_without(
+        query,
+        &["container", "pretty", "insecureSkipTLSVerifyBackend"],
+    )?;
     let path = format!(
         "/containerLogs/{}/{}/{}{}{}",
         enc(ns),
@@ -444,16 +473,21 @@ async fn logs(r: ItemRequest<'_>) -> ApiResult<Response> {
         if q.is_empty() { "" } else { "?" },
         q
     );
-    let resp = kubelet_request(&r, &target, Method::GET, &path, HeaderMap::new(), Bytes::new())
-        .await?;
+    let resp = kubelet_request(
+        &r,
+        &target,
+        Method::GET,
+        &path,
+        HeaderMap::new(),
+        Bytes::new(),
+    )
+    .await?;
     if !resp.status().is_success() {
         return Err(kubelet_error(resp).await);
     }
     let mut out = passthrough(resp);
-    out.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
+    out.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(out)
 }
 
@@ -481,7 +515,10 @@ fn spdy_headers(protocol: &'static str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-    h.insert("x-stream-protocol-version", HeaderValue::from_static(protocol));
+    h.insert(
+        "x-stream-protocol-version",
+        HeaderValue::from_static(protocol),
+    );
     h
 }
 
@@ -524,8 +561,15 @@ async fn exec_attach(mut r: ItemRequest<'_>, sub: &str) -> ApiResult<Response> {
     );
     let is_ws = header_has(r.headers, header::UPGRADE, "websocket");
     if is_ws && ws_protocols(r.headers).iter().any(|p| p == V5) {
-        let resp = kubelet_request(&r, &target, Method::POST, &path, spdy_headers(V4), Bytes::new())
-            .await?;
+        let resp = kubelet_request(
+            &r,
+            &target,
+            Method::POST,
+            &path,
+            spdy_headers(V4),
+            Bytes::new(),
+        )
+        .await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Err(kubelet_error(resp).await);
         }
@@ -537,6 +581,7 @@ async fn exec_attach(mut r: ItemRequest<'_>, sub: &str) -> ApiResult<Response> {
         };
         let ws = ws_upgrade(&mut r).await?.protocols([V5]);
         return Ok(ws.on_upgrade(move |socket| async move {
+            tracing::trace!("websocket upgraded; waiting for the kubelet's upgrade");
             match hyper::upgrade::on(resp).await {
                 Ok(up) => spdy::bridge_exec(socket, TokioIo::new(up), streams).await,
                 Err(e) => tracing::debug!("kubelet upgrade failed: {e}"),
@@ -676,7 +721,9 @@ mod tests {
             (Some("x"), Err("container x is not valid for pod p")),
             (
                 None,
-                Err("a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"),
+                Err(
+                    "a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]",
+                ),
             ),
         ];
         for (req, want) in cases {
@@ -694,10 +741,9 @@ mod tests {
 
     #[test]
     fn log_status() {
-        let mk = |status: Value| {
-            json!({"metadata": {"name": "p"}, "status": {"containerStatuses": [status]}})
-        };
-        let waiting = mk(json!({"name": "c", "state": {"waiting": {"reason": "ContainerCreating"}}}));
+        let mk = |status: Value| json!({"metadata": {"name": "p"}, "status": {"containerStatuses": [status]}});
+        let waiting =
+            mk(json!({"name": "c", "state": {"waiting": {"reason": "ContainerCreating"}}}));
         assert_eq!(
             check_log_status(&waiting, "c", false),
             Err("container \"c\" in pod \"p\" is waiting to start: ContainerCreating".into())
@@ -710,8 +756,10 @@ mod tests {
             check_log_status(&running, "c", true),
             Err("previous terminated container \"c\" in pod \"p\" not found".into())
         );
-        let crash = mk(json!({"name": "c", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-            "lastState": {"terminated": {"exitCode": 1}}}));
+        let crash = mk(
+            json!({"name": "c", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 1}}}),
+        );
         assert_eq!(check_log_status(&crash, "c", false), Ok(()));
         assert_eq!(check_log_status(&crash, "c", true), Ok(()));
     }
@@ -731,8 +779,11 @@ mod tests {
     #[test]
     fn queries() {
         assert_eq!(
-            query_without(Some("command=sh&command=-c&container=a&stdin=true"), &["container"])
-                .unwrap(),
+            query_without(
+                Some("command=sh&command=-c&container=a&stdin=true"),
+                &["container"]
+            )
+            .unwrap(),
             "command=sh&command=-c&stdin=true"
         );
         assert!(qflag(Some("tty=1"), "tty"));

@@ -52,8 +52,7 @@ impl Cri {
                 }
             }));
         Ok(Cri {
-            runtime: RuntimeServiceClient::new(channel.clone())
-                .max_decoding_message_size(64 << 20),
+            runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
             image: ImageServiceClient::new(channel).max_decoding_message_size(64 << 20),
             socket: path,
         })

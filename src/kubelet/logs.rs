@@ -357,7 +357,10 @@ garbage line\n\
         let r = parse_record(b"2024-01-01T00:00:01.123456789Z stderr P hello world").unwrap();
         assert!(r.stderr && r.partial);
         assert_eq!(r.msg, b"hello world");
-        assert_eq!(parse_record(b"2024-01-01T00:00:01Z stdout F").unwrap().msg, b"");
+        assert_eq!(
+            parse_record(b"2024-01-01T00:00:01Z stdout F").unwrap().msg,
+            b""
+        );
         assert!(parse_record(b"nope stdout F x").is_none());
         assert!(parse_record(b"2024-01-01T00:00:01Z stdin F x").is_none());
     }
@@ -424,8 +427,8 @@ garbage line\n\
             LogOptions::from_query(&q("sinceSeconds=1&sinceTime=2024-01-01T00:00:00Z"), now)
                 .is_err()
         );
-        let o = LogOptions::from_query(&q("sinceTime=2024-01-01T00:00:00Z&previous=1"), now)
-            .unwrap();
+        let o =
+            LogOptions::from_query(&q("sinceTime=2024-01-01T00:00:00Z&previous=1"), now).unwrap();
         assert!(o.previous);
         assert_eq!(o.since, Some(t("2024-01-01T00:00:00Z")));
     }
@@ -434,7 +437,11 @@ garbage line\n\
     async fn follow_until_stopped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
-        std::fs::write(&path, b"2024-01-01T00:00:01Z stdout F a\n2024-01-01T00:00:01Z stdout P b").unwrap();
+        std::fs::write(
+            &path,
+            b"2024-01-01T00:00:01Z stdout F a\n2024-01-01T00:00:01Z stdout P b",
+        )
+        .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let p2 = path.clone();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -452,7 +459,10 @@ garbage line\n\
         });
         assert_eq!(rx.recv().await.unwrap(), b"a\n");
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         f.write_all(b"\n2024-01-01T00:00:02Z stdout F c\n").unwrap();
         assert_eq!(rx.recv().await.unwrap(), b"bc\n");
         stop.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -146,9 +146,7 @@ pub async fn serve(
                 let ctx = ctx.clone();
                 let identity = identity.clone();
                 async move {
-                    let allowed = identity
-                        .as_ref()
-                        .map(|i| authorized(&i.user, &i.groups));
+                    let allowed = identity.as_ref().map(|i| authorized(&i.user, &i.groups));
                     Ok::<_, std::convert::Infallible>(
                         route(&ctx, allowed, req).await.unwrap_or_else(|e| e),
                     )
@@ -233,9 +231,13 @@ async fn route(ctx: &Ctx, allowed: Option<bool>, req: Request<Incoming>) -> Answ
             port_forward(ctx, ns, pod, uid, req).await
         }
         (Method::GET, ["runningpods", ..]) => running_pods(ctx).await,
-        (_, ["containerLogs" | "exec" | "attach" | "portForward" | "runningpods", ..]) => {
-            Err(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
-        }
+        (
+            _,
+            [
+                "containerLogs" | "exec" | "attach" | "portForward" | "runningpods",
+                ..,
+            ],
+        ) => Err(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
         _ => Err(text(StatusCode::NOT_FOUND, "404 page not found")),
     }
 }
@@ -256,8 +258,7 @@ fn is_running(state: i32) -> bool {
 
 /// The current instance: highest restart count, newest on ties.
 pub fn pick_current(cs: &[api::Container]) -> Option<&api::Container> {
-    cs.iter()
-        .max_by_key(|c| (restart_count(c), c.created_at))
+    cs.iter().max_by_key(|c| (restart_count(c), c.created_at))
 }
 
 /// The previous instance: an exited one with the highest restart count
@@ -404,10 +405,8 @@ async fn container_logs(
         Ok::<_, std::io::Error>(Frame::data(Bytes::from(chunk)))
     }));
     let mut r = Response::new(BodyExt::boxed(body));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(r)
 }
 
@@ -481,15 +480,22 @@ async fn exec_or_attach(
     relay_upgrade(&url, req).await
 }
 
-async fn port_forward(ctx: &Ctx, ns: &str, pod: &str, uid: Option<&str>, req: Request<Incoming>) -> Answer {
+async fn port_forward(
+    ctx: &Ctx,
+    ns: &str,
+    pod: &str,
+    uid: Option<&str>,
+    req: Request<Incoming>,
+) -> Answer {
     let pairs = query_pairs(&req)?;
     let mut ports = Vec::new();
     for (k, v) in &pairs {
         if k == "port" || k == "ports" {
             for p in v.split(',') {
-                let n: u16 = p.trim().parse().map_err(|_| {
-                    text(StatusCode::BAD_REQUEST, format!("invalid port {p:?}"))
-                })?;
+                let n: u16 = p
+                    .trim()
+                    .parse()
+                    .map_err(|_| text(StatusCode::BAD_REQUEST, format!("invalid port {p:?}")))?;
                 ports.push(i32::from(n));
             }
         }
@@ -539,13 +545,21 @@ fn relay_header(name: &header::HeaderName) -> bool {
 /// Relay an upgrade request to the runtime's streaming URL
 /// (`http://host:port/path`) and, after its 101, the bytes both ways.
 async fn relay_upgrade(url: &str, mut req: Request<Incoming>) -> Answer {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| text(StatusCode::INTERNAL_SERVER_ERROR, format!("bad streaming URL {url:?}")))?;
+    let uri: http::Uri = url.parse().map_err(|_| {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("bad streaming URL {url:?}"),
+        )
+    })?;
     let authority = uri
         .authority()
         .map(|a| a.as_str().to_string())
-        .ok_or_else(|| text(StatusCode::INTERNAL_SERVER_ERROR, "streaming URL without host"))?;
+        .ok_or_else(|| {
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "streaming URL without host",
+            )
+        })?;
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
@@ -649,7 +663,8 @@ async fn running_pods(ctx: &Ctx) -> Answer {
             })
         })
         .collect();
-    let body = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items});
+    let body =
+        serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items});
     let mut r = Response::new(full(body.to_string()));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

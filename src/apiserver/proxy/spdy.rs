@@ -5,7 +5,8 @@
 //! WebSocket binary messages, `SPDY/3.1+portforward.k8s.io`).
 //!
 //! Header blocks are sent zlib-framed as stored (uncompressed) deflate
-//! blocks, which every zlib reader accepts; header blocks received are never
+//! blocks, each block ended by a sync-flush marker (an empty stored block:
+//! without it Go's inflater reads past the frame and fails the next one); header blocks received are never
 //! decoded (the client needs nothing from SYN_REPLY), so no dictionary or
 //! inflater is needed. The Go SPDY server does no flow control, so neither
 //! do we. Invariant: WebSocket messages for one channel keep their order and
@@ -27,8 +28,16 @@ const FLAG_FIN: u8 = 1;
 /// One SPDY frame as read from the wire.
 #[derive(Debug, PartialEq)]
 pub enum Frame {
-    Data { stream: u32, fin: bool, payload: Bytes },
-    Control { kind: u16, flags: u8, payload: Bytes },
+    Data {
+        stream: u32,
+        fin: bool,
+        payload: Bytes,
+    },
+    Control {
+        kind: u16,
+        flags: u8,
+        payload: Bytes,
+    },
 }
 
 /// Take one complete frame off the front of `buf`; `None` if incomplete.
@@ -116,6 +125,9 @@ impl HeaderEncoder {
             out.put_u16_le(!n);
             out.extend_from_slice(chunk);
         }
+        // an empty stored block, as a zlib sync flush writes: Go's inflater
+        // then hands out the block's bytes without reading past the frame
+        out.extend_from_slice(&[0, 0, 0, 0xff, 0xff]);
         out
     }
 
@@ -160,6 +172,7 @@ fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(mut r: R) -> mpsc::Receiv
         let mut buf = BytesMut::with_capacity(64 * 1024);
         loop {
             while let Some(f) = parse(&mut buf) {
+                tracing::trace!(?f, "spdy frame from kubelet");
                 if tx.send(Event::Frame(f)).await.is_err() {
                     return;
                 }
@@ -174,6 +187,12 @@ fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(mut r: R) -> mpsc::Receiv
         }
     });
     rx
+}
+
+/// Write and flush (TLS buffers writes until flushed).
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
 }
 
 fn close_normal() -> Message {
@@ -221,7 +240,8 @@ where
             hello.extend(enc.syn_stream(id, &[("streamtype", kind)]));
         }
     }
-    if w.write_all(&hello).await.is_err() {
+    tracing::trace!(bytes = hello.len(), "spdy: creating streams");
+    if send(&mut w, &hello).await.is_err() {
         let _ = ws_tx.send(close_normal()).await;
         return;
     }
@@ -254,7 +274,7 @@ where
                 }
                 Some(Event::Frame(Frame::Control { kind, payload, .. })) => match kind {
                     PING => {
-                        if w.write_all(&control_frame(PING, 0, &payload)).await.is_err() {
+                        if send(&mut w, &control_frame(PING, 0, &payload)).await.is_err() {
                             break;
                         }
                     }
@@ -265,7 +285,9 @@ where
                 Some(Event::Eof) | None => break,
             },
             msg = ws_rx.next() => match msg {
-                Some(Ok(Message::Binary(b))) => {
+                // text frames carry the same bytes (the Python client sends them)
+                Some(Ok(m @ (Message::Binary(_) | Message::Text(_)))) => {
+                    let b = m.into_data();
                     let Some((&c, data)) = b.split_first() else { continue };
                     let frame = match c {
                         ch::STDIN if stdin_open => stdin_id.map(|id| data_frame(id, false, data)),
@@ -277,7 +299,7 @@ where
                         _ => None,
                     };
                     if let Some(f) = frame
-                        && w.write_all(&f).await.is_err()
+                        && send(&mut w, &f).await.is_err()
                     {
                         break;
                     }
@@ -316,7 +338,7 @@ where
             },
             msg = ws_rx.next() => match msg {
                 Some(Ok(Message::Binary(b))) => {
-                    if w.write_all(&b).await.is_err() {
+                    if send(&mut w, &b).await.is_err() {
                         break;
                     }
                 }
@@ -380,7 +402,10 @@ mod tests {
         d.decompress_vec(&z, &mut out, flate2::FlushDecompress::Sync)
             .unwrap();
         let mut want = Vec::new();
-        for hs in [&[("streamtype", "error")][..], &[("streamtype", "stdin"), ("port", "80")]] {
+        for hs in [
+            &[("streamtype", "error")][..],
+            &[("streamtype", "stdin"), ("port", "80")],
+        ] {
             want.put_u32(hs.len() as u32);
             for (k, v) in hs {
                 want.put_u32(k.len() as u32);

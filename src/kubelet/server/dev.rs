@@ -80,17 +80,13 @@ pub async fn run(cmd: DevCommand) -> Result<(), String> {
 }
 
 fn issue_serving(tls_dir: &std::path::Path, ip: IpAddr) -> Result<(String, String), String> {
-    let read = |n: &str| {
-        std::fs::read_to_string(tls_dir.join(n)).map_err(|e| format!("{n}: {e}"))
-    };
+    let read = |n: &str| std::fs::read_to_string(tls_dir.join(n)).map_err(|e| format!("{n}: {e}"));
     let ca_key = rcgen::KeyPair::from_pem(&read("server-ca.key")?).map_err(|e| e.to_string())?;
     let issuer = rcgen::Issuer::from_ca_cert_pem(&read("server-ca.crt")?, ca_key)
         .map_err(|e| e.to_string())?;
     let mut params =
         rcgen::CertificateParams::new(vec!["localhost".to_string()]).map_err(|e| e.to_string())?;
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress(ip));
+    params.subject_alt_names.push(rcgen::SanType::IpAddress(ip));
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "skiff-kubelet-dev");
@@ -164,7 +160,7 @@ async fn run_container(a: RunArgs) -> Result<(), String> {
     let existing = rt
         .list_pod_sandbox(api::ListPodSandboxRequest {
             filter: Some(api::PodSandboxFilter {
-                label_selector: pod_labels(&a.pod),
+                label_selector: pod_selector(&a.pod),
                 ..Default::default()
             }),
         })
@@ -228,13 +224,22 @@ async fn run_container(a: RunArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Labels selecting a pod's sandboxes: the uid only when given.
+fn pod_selector(p: &PodArgs) -> HashMap<String, String> {
+    let mut m = pod_labels(p);
+    if p.uid.is_empty() {
+        m.remove(labels::POD_UID);
+    }
+    m
+}
+
 async fn remove_pod(a: PodArgs) -> Result<(), String> {
     let cri = Cri::new(&a.cri_socket).map_err(|e| e.to_string())?;
     let mut rt = cri.runtime.clone();
     let sandboxes = rt
         .list_pod_sandbox(api::ListPodSandboxRequest {
             filter: Some(api::PodSandboxFilter {
-                label_selector: pod_labels(&a),
+                label_selector: pod_selector(&a),
                 ..Default::default()
             }),
         })
