@@ -310,7 +310,7 @@ where
         }
         // at end of file: is the writer still there?
         idle_checks += 1;
-        if idle_checks % 5 == 0 && !running().await {
+        if idle_checks.is_multiple_of(5) && !running().await {
             // one last read after seeing it stopped: the runtime may have
             // flushed between our read and the check
             let n = file.read(&mut buf).await?;

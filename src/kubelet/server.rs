@@ -148,7 +148,9 @@ pub async fn serve(
                 async move {
                     let allowed = identity.as_ref().map(|i| authorized(&i.user, &i.groups));
                     Ok::<_, std::convert::Infallible>(
-                        route(&ctx, allowed, req).await.unwrap_or_else(|e| e),
+                        route(&ctx, allowed, req)
+                            .await
+                            .unwrap_or_else(|e| text(e.code, e.msg)),
                     )
                 }
             });
@@ -177,13 +179,29 @@ fn text(code: StatusCode, msg: impl Into<String>) -> Response<Body> {
     r
 }
 
-type Answer = Result<Response<Body>, Response<Body>>;
+/// A refusal: status code and plain-text message.
+#[derive(Debug)]
+struct HttpError {
+    code: StatusCode,
+    msg: String,
+}
 
-fn query_pairs(req: &Request<Incoming>) -> Result<Vec<(String, String)>, Response<Body>> {
+impl HttpError {
+    fn new(code: StatusCode, msg: impl Into<String>) -> Self {
+        HttpError {
+            code,
+            msg: msg.into(),
+        }
+    }
+}
+
+type Answer = Result<Response<Body>, HttpError>;
+
+fn query_pairs(req: &Request<Incoming>) -> Result<Vec<(String, String)>, HttpError> {
     match req.uri().query() {
         None => Ok(Vec::new()),
         Some(q) => serde_urlencoded::from_str(q)
-            .map_err(|e| text(StatusCode::BAD_REQUEST, format!("invalid query: {e}"))),
+            .map_err(|e| HttpError::new(StatusCode::BAD_REQUEST, format!("invalid query: {e}"))),
     }
 }
 
@@ -205,9 +223,9 @@ async fn route(ctx: &Ctx, allowed: Option<bool>, req: Request<Incoming>) -> Answ
         return Ok(text(StatusCode::OK, "ok"));
     }
     match allowed {
-        None => return Err(text(StatusCode::UNAUTHORIZED, "Unauthorized")),
+        None => return Err(HttpError::new(StatusCode::UNAUTHORIZED, "Unauthorized")),
         Some(false) => {
-            return Err(text(
+            return Err(HttpError::new(
                 StatusCode::FORBIDDEN,
                 "Forbidden (only the API server may use the kubelet API)",
             ));
@@ -237,8 +255,11 @@ async fn route(ctx: &Ctx, allowed: Option<bool>, req: Request<Incoming>) -> Answ
                 "containerLogs" | "exec" | "attach" | "portForward" | "runningpods",
                 ..,
             ],
-        ) => Err(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
-        _ => Err(text(StatusCode::NOT_FOUND, "404 page not found")),
+        ) => Err(HttpError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        )),
+        _ => Err(HttpError::new(StatusCode::NOT_FOUND, "404 page not found")),
     }
 }
 
@@ -281,8 +302,8 @@ fn pod_selector(ns: &str, pod: &str, uid: Option<&str>) -> HashMap<String, Strin
     m
 }
 
-fn cri_error(e: tonic::Status) -> Response<Body> {
-    text(
+fn cri_error(e: tonic::Status) -> HttpError {
+    HttpError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("container runtime: {}", e.message()),
     )
@@ -294,7 +315,7 @@ async fn containers_of(
     pod: &str,
     uid: Option<&str>,
     container: &str,
-) -> Result<Vec<api::Container>, Response<Body>> {
+) -> Result<Vec<api::Container>, HttpError> {
     let mut sel = pod_selector(ns, pod, uid);
     sel.insert(labels::CONTAINER_NAME.to_string(), container.to_string());
     let mut rt = ctx.cri.runtime.clone();
@@ -316,15 +337,15 @@ async fn running_container(
     pod: &str,
     uid: Option<&str>,
     container: &str,
-) -> Result<String, Response<Body>> {
+) -> Result<String, HttpError> {
     let cs = containers_of(ctx, ns, pod, uid, container).await?;
     match pick_current(&cs) {
         Some(c) if is_running(c.state) => Ok(c.id.clone()),
-        Some(_) => Err(text(
+        Some(_) => Err(HttpError::new(
             StatusCode::BAD_REQUEST,
             format!("container {container} is not running in pod {pod}_{ns}"),
         )),
-        None => Err(text(
+        None => Err(HttpError::new(
             StatusCode::NOT_FOUND,
             format!("container not found ({container:?})"),
         )),
@@ -354,18 +375,18 @@ async fn container_logs(
 ) -> Answer {
     let pairs = query_pairs(req)?;
     let opts = LogOptions::from_query(&pairs, chrono::Utc::now())
-        .map_err(|e| text(StatusCode::BAD_REQUEST, e.to_string()))?;
+        .map_err(|e| HttpError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let cs = containers_of(ctx, ns, pod, None, container).await?;
     let chosen = if opts.previous {
         pick_previous(&cs).ok_or_else(|| {
-            text(
+            HttpError::new(
                 StatusCode::BAD_REQUEST,
                 format!("previous terminated container {container:?} in pod {pod:?} not found"),
             )
         })?
     } else {
         pick_current(&cs).ok_or_else(|| {
-            text(
+            HttpError::new(
                 StatusCode::BAD_REQUEST,
                 format!("container {container:?} in pod {pod:?} is not available"),
             )
@@ -374,7 +395,7 @@ async fn container_logs(
     let id = chosen.id.clone();
     let status = container_status(&ctx.cri, &id).await.map_err(cri_error)?;
     if status.log_path.is_empty() {
-        return Err(text(
+        return Err(HttpError::new(
             StatusCode::BAD_REQUEST,
             format!("container {container:?} in pod {pod:?} has no log file"),
         ));
@@ -433,7 +454,7 @@ async fn exec_or_attach(
     let stdout = flag(&pairs, "stdout") || flag(&pairs, "output");
     let stderr = (flag(&pairs, "stderr") || flag(&pairs, "error")) && !tty;
     if !stdin && !stdout && !stderr {
-        return Err(text(
+        return Err(HttpError::new(
             StatusCode::BAD_REQUEST,
             "you must specify at least 1 of stdin, stdout, stderr",
         ));
@@ -459,7 +480,7 @@ async fn exec_or_attach(
             .map(|(_, v)| v.clone())
             .collect();
         if cmd.is_empty() {
-            return Err(text(
+            return Err(HttpError::new(
                 StatusCode::BAD_REQUEST,
                 "you must specify at least 1 command",
             ));
@@ -492,10 +513,9 @@ async fn port_forward(
     for (k, v) in &pairs {
         if k == "port" || k == "ports" {
             for p in v.split(',') {
-                let n: u16 = p
-                    .trim()
-                    .parse()
-                    .map_err(|_| text(StatusCode::BAD_REQUEST, format!("invalid port {p:?}")))?;
+                let n: u16 = p.trim().parse().map_err(|_| {
+                    HttpError::new(StatusCode::BAD_REQUEST, format!("invalid port {p:?}"))
+                })?;
                 ports.push(i32::from(n));
             }
         }
@@ -517,7 +537,7 @@ async fn port_forward(
         .filter(|s| s.state == api::PodSandboxState::SandboxReady as i32)
         .max_by_key(|s| s.created_at)
         .ok_or_else(|| {
-            text(
+            HttpError::new(
                 StatusCode::NOT_FOUND,
                 format!("pod {pod:?} in namespace {ns:?} not found"),
             )
@@ -546,7 +566,7 @@ fn relay_header(name: &header::HeaderName) -> bool {
 /// (`http://host:port/path`) and, after its 101, the bytes both ways.
 async fn relay_upgrade(url: &str, mut req: Request<Incoming>) -> Answer {
     let uri: http::Uri = url.parse().map_err(|_| {
-        text(
+        HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("bad streaming URL {url:?}"),
         )
@@ -555,7 +575,7 @@ async fn relay_upgrade(url: &str, mut req: Request<Incoming>) -> Answer {
         .authority()
         .map(|a| a.as_str().to_string())
         .ok_or_else(|| {
-            text(
+            HttpError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "streaming URL without host",
             )
@@ -566,11 +586,11 @@ async fn relay_upgrade(url: &str, mut req: Request<Incoming>) -> Answer {
         .unwrap_or_else(|| "/".into());
     let tcp = tokio::net::TcpStream::connect(&authority)
         .await
-        .map_err(|e| text(StatusCode::BAD_GATEWAY, format!("streaming server: {e}")))?;
+        .map_err(|e| HttpError::new(StatusCode::BAD_GATEWAY, format!("streaming server: {e}")))?;
     let _ = tcp.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
-        .map_err(|e| text(StatusCode::BAD_GATEWAY, format!("streaming server: {e}")))?;
+        .map_err(|e| HttpError::new(StatusCode::BAD_GATEWAY, format!("streaming server: {e}")))?;
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
     });
@@ -578,7 +598,7 @@ async fn relay_upgrade(url: &str, mut req: Request<Incoming>) -> Answer {
         .method(req.method().clone())
         .uri(path)
         .body(Full::new(Bytes::new()))
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     copy_headers(req.headers(), out.headers_mut());
     if let Ok(h) = HeaderValue::from_str(&authority) {
         out.headers_mut().insert(header::HOST, h);
@@ -586,7 +606,7 @@ async fn relay_upgrade(url: &str, mut req: Request<Incoming>) -> Answer {
     let mut resp = sender
         .send_request(out)
         .await
-        .map_err(|e| text(StatusCode::BAD_GATEWAY, format!("streaming server: {e}")))?;
+        .map_err(|e| HttpError::new(StatusCode::BAD_GATEWAY, format!("streaming server: {e}")))?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         let (parts, body) = resp.into_parts();
         let bytes = body

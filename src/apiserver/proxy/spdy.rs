@@ -272,16 +272,14 @@ where
                         }
                     }
                 }
-                Some(Event::Frame(Frame::Control { kind, payload, .. })) => match kind {
-                    PING => {
-                        if send(&mut w, &control_frame(PING, 0, &payload)).await.is_err() {
-                            break;
-                        }
+                Some(Event::Frame(Frame::Control { kind: PING, payload, .. })) => {
+                    if send(&mut w, &control_frame(PING, 0, &payload)).await.is_err() {
+                        break;
                     }
-                    GOAWAY => break,
-                    // SYN_REPLY, SETTINGS, HEADERS, WINDOW_UPDATE, RST_STREAM: nothing to do
-                    _ => {}
-                },
+                }
+                Some(Event::Frame(Frame::Control { kind: GOAWAY, .. })) => break,
+                // SYN_REPLY, SETTINGS, HEADERS, WINDOW_UPDATE, RST_STREAM: nothing to do
+                Some(Event::Frame(Frame::Control { .. })) => {}
                 Some(Event::Eof) | None => break,
             },
             msg = ws_rx.next() => match msg {
