@@ -40,6 +40,9 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Developer tools for the kubelet server (testing only).
+    #[command(hide = true, subcommand)]
+    StreamingDev(crate::kubelet::server::dev::DevCommand),
 }
 
 #[derive(Args, Debug, Clone)]

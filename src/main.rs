@@ -113,6 +113,21 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::StreamingDev(cmd) => {
+            init_logging(false, false);
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(skiff::kubelet::server::dev::run(cmd)));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("skiff streaming-dev: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::KubeletDev(a) => kubelet_dev(a),
         Command::Kubectl { args } => {
             let kubeconfig =

@@ -105,6 +105,10 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
                 },
                 server_secret: pki::parse_token(&token)?.password,
             }),
+            kubelet_client: Some((
+                pki.kube_apiserver_client().cert_pem().to_string(),
+                pki.kube_apiserver_client().key_pem().to_string(),
+            )),
         },
     );
     controllers::load_crds(&app).await?;

@@ -86,6 +86,10 @@ pub struct ItemRequest<'a> {
     pub q: &'a Query,
     pub headers: &'a HeaderMap,
     pub body: Bytes,
+    /// The raw URI (repeated query keys such as exec's `command`).
+    pub uri: &'a Uri,
+    /// The connection upgrade (exec, attach, port-forward), if any.
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 pub fn parse_query(uri: &Uri) -> ApiResult<Query> {
@@ -324,6 +328,7 @@ fn check_duplicates(
 pub async fn resource_request(
     State(app): State<Arc<AppState>>,
     identity: Option<axum::Extension<Identity>>,
+    upgrade: Option<axum::Extension<hyper::upgrade::OnUpgrade>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -342,7 +347,8 @@ pub async fn resource_request(
             _ => {}
         }
     }
-    match dispatch(&app, &identity, &method, &uri, &headers, body).await {
+    let upgrade = upgrade.map(|axum::Extension(u)| u);
+    match dispatch(&app, &identity, &method, &uri, &headers, body, upgrade).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -355,6 +361,7 @@ async fn dispatch(
     uri: &Uri,
     headers: &HeaderMap,
     body: Bytes,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> ApiResult<Response> {
     let kinds = &app.registry.kinds;
     let Some(t) = parse_path(uri.path(), |g, v, p| {
@@ -395,6 +402,8 @@ async fn dispatch(
                 q: &q,
                 headers,
                 body,
+                uri,
+                upgrade,
             };
             match sub {
                 None => item(r).await,
@@ -626,6 +635,7 @@ async fn item(r: ItemRequest<'_>) -> ApiResult<Response> {
         q,
         headers,
         body,
+        ..
     } = r;
     match *method {
         Method::GET => {

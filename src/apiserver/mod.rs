@@ -15,6 +15,7 @@ pub mod join;
 pub mod metrics;
 pub mod negotiate;
 pub mod openapi_routes;
+pub mod proxy;
 pub mod registry;
 pub mod reviews;
 pub mod satoken;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub sa_signer: Option<satoken::Signer>,
     /// Node join support (`join::NODE_CREDENTIALS_PATH`); `None` refuses joins.
     pub join: Option<join::JoinConfig>,
+    /// TLS towards kubelets (logs, exec, attach, port-forward, node proxy).
+    pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 pub struct ApiServerConfig {
@@ -68,11 +71,18 @@ pub struct ApiServerConfig {
     pub service_account_key_pem: Option<String>,
     /// Node join support; `None` refuses joins.
     pub join: Option<join::JoinConfig>,
+    /// The API server's client certificate towards kubelets: (chain PEM, key PEM).
+    pub kubelet_client: Option<(String, String)>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Backend>, cfg: ApiServerConfig) -> Arc<Self> {
         let kinds = Arc::new(Kinds::with_builtins());
+        let kubelet_tls = cfg.kubelet_client.as_ref().and_then(|(cert, key)| {
+            proxy::kubelet_tls(&cfg.ca_pem, cert, key)
+                .map_err(|e| tracing::warn!("kubelet client disabled: {e}"))
+                .ok()
+        });
         Arc::new(AppState {
             registry: Registry::new(store, kinds, &cfg.service_cidr),
             authn: Authenticator::new(&cfg.server_token),
@@ -81,6 +91,7 @@ impl AppState {
             ca_pem: cfg.ca_pem,
             openapi: openapi_routes::OpenApiCache::default(),
             watch_lines: watch::LineCache::default(),
+            kubelet_tls,
             sa_signer: cfg.service_account_key_pem.as_deref().and_then(|pem| {
                 satoken::Signer::from_pem(pem)
                     .map_err(|e| tracing::warn!("service-account tokens disabled: {e}"))

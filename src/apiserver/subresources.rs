@@ -1,7 +1,7 @@
 //! Subresources: `status`, `scale`, `binding`, `eviction`,
 //! `ephemeralcontainers`, namespace `finalize`, and the streaming ones
-//! (`log`, `exec`, `attach`, `portforward`, `proxy`) that answer a clear 503
-//! until a kubelet can serve them.
+//! (`log`, `exec`, `attach`, `portforward`, `nodes/proxy`), which `proxy`
+//! forwards to the node's kubelet (`pods/proxy`, `services/proxy`: 503).
 //!
 //! Invariant: each subresource writes only its own part of the object.
 
@@ -40,10 +40,12 @@ pub async fn handle(r: ItemRequest<'_>, sub: &str) -> ApiResult<Response> {
         {
             token_request(r).await
         }
-        "log" | "exec" | "attach" | "portforward" if is_pod => {
-            Err(ApiError::service_unavailable(format!(
-                "pods \"{name}\": the {sub} subresource needs a kubelet on the pod's node; this server runs no kubelet yet"
-            )))
+        "log" | "exec" | "attach" | "portforward" if is_pod => super::proxy::handle(r, sub).await,
+        s if (s == "proxy" || s.starts_with("proxy/"))
+            && res.group.is_empty()
+            && res.kind == "Node" =>
+        {
+            super::proxy::handle(r, s).await
         }
         s if s == "proxy" || s.starts_with("proxy/") => Err(ApiError::service_unavailable(
             format!("{} \"{name}\": proxy is not available yet", res.plural),
@@ -62,6 +64,7 @@ async fn status(r: ItemRequest<'_>) -> ApiResult<Response> {
         q,
         headers,
         body,
+        ..
     } = r;
     match *method {
         Method::GET => {
@@ -194,6 +197,7 @@ async fn scale(r: ItemRequest<'_>) -> ApiResult<Response> {
         q,
         headers,
         body,
+        ..
     } = r;
     let (kv, obj) = app.registry.get_kv(res, ns, name).await?;
     let current = scale_of(res, &obj);
@@ -703,6 +707,7 @@ async fn ephemeral(r: ItemRequest<'_>) -> ApiResult<Response> {
         q,
         headers,
         body,
+        ..
     } = r;
     let (kv, pod) = app.registry.get_kv(res, ns, name).await?;
     let desired = match *method {
