@@ -86,13 +86,130 @@ impl AgentConfig {
     }
 }
 
+/// What the kubelet's HTTPS server needs besides the config: its serving
+/// certificate and the CA that signs the API server's client certificate.
+#[derive(Clone)]
+pub struct KubeletCredentials {
+    pub serving_cert_pem: String,
+    pub serving_key_pem: String,
+    pub client_ca_pem: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Join(#[from] join::JoinError),
+    #[error("{0}")]
+    Containerd(#[from] containerd::ContainerdError),
+    #[error("{0}")]
+    Cri(#[from] crate::kubelet::cri::CriError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("kubelet server: {0}")]
+    KubeletServer(String),
+}
+
+fn io_err(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> AgentError {
+    let path = path.display().to_string();
+    move |source| AgentError::Io { what, path, source }
+}
+
+/// MTU of pod interfaces: leaves room for a VXLAN header, so the same value
+/// works once nodes are linked by an overlay.
+const POD_MTU: u32 = 1450;
+
 /// Run a joined agent until SIGTERM/SIGINT.
-///
-/// For now (until the kubelet, CNI and containerd parts are wired in) this
-/// only registers the Node and keeps its Lease and status fresh, reporting
-/// Ready: enough to test joining end to end without containerd.
-pub async fn run_joined(cfg: AgentConfig, joined: join::JoinedNode) -> Result<(), join::JoinError> {
+pub async fn run_joined(cfg: AgentConfig, joined: join::JoinedNode) -> Result<(), AgentError> {
     let client = joined.client().await?;
+    let creds = KubeletCredentials {
+        serving_cert_pem: joined.serving_cert_pem.clone(),
+        serving_key_pem: joined.serving_key_pem.clone(),
+        client_ca_pem: joined.client_ca_pem.clone(),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(run(cfg, client, creds, stop_rx));
+    tokio::select! {
+        r = agent => {
+            return match r {
+                Ok(r) => r,
+                Err(e) => Err(AgentError::KubeletServer(format!("agent task failed: {e}"))),
+            };
+        }
+        _ = setup::wait_for_signal() => {}
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    // containerd gets its SIGTERM from the supervisor; pods keep running
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    Ok(())
+}
+
+/// The node agent: containerd, images, CNI, node status, pod workers and the
+/// kubelet HTTPS server. Returns only on a start-up error; runs until `stop`.
+pub async fn run(
+    cfg: AgentConfig,
+    client: kube::Client,
+    creds: KubeletCredentials,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), AgentError> {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::sync::Arc;
+    use std::time::Duration;
+    let started = std::time::Instant::now();
+    for dir in [
+        cfg.agent_dir.clone(),
+        cfg.pods_dir(),
+        cfg.pod_logs_dir(),
+        cfg.images_dir(),
+        cfg.pod_manifests_dir(),
+        cfg.cni_conf_dir(),
+        cfg.cni_bin_dir(),
+        cfg.cni_state_dir(),
+    ] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err("creating directory", &dir))?;
+    }
+    crate::cni::install_binaries(&cfg.cni_bin_dir())
+        .map_err(io_err("installing CNI plugins into", &cfg.cni_bin_dir()))?;
+
+    // 1. the container runtime
+    let mut tasks = Vec::new();
+    if cfg.container_runtime_endpoint.is_none() {
+        let ctd = containerd::Containerd::start(
+            &cfg,
+            std::path::Path::new(containerd::REGISTRIES_PATH),
+        )
+        .await?;
+        tasks.push(tokio::spawn(ctd.supervise(stop.clone())));
+    }
+    let cri = crate::kubelet::cri::Cri::new(&cfg.cri_socket())?;
+    let version = cri.wait_ready(Duration::from_secs(60)).await?;
+    tracing::info!(
+        "container runtime {} {} ready after {:?}",
+        version.runtime_name,
+        version.runtime_version,
+        started.elapsed()
+    );
+
+    // 2. images: the built-in pause image and airgap tarballs
+    match images::import_all(&cfg.cri_socket(), &cfg.images_dir()).await {
+        Ok(report) => tracing::info!("images: {report}"),
+        Err(e) => tracing::error!("importing images: {e}"),
+    }
+
+    // 3. the Node, its Lease and status; NotReady until the network is set up
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(crate::kubelet::node::Readiness {
+        runtime_ready: true,
+        network_ready: false,
+        message: "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized".into(),
+    });
     let input = crate::kubelet::node::NodeSpecInput {
         name: cfg.node_name.clone(),
         ips: vec![cfg.node_ip],
@@ -100,21 +217,110 @@ pub async fn run_joined(cfg: AgentConfig, joined: join::JoinedNode) -> Result<()
         taints: cfg.node_taints.clone(),
         control_plane: cfg.control_plane,
         kubelet_port: cfg.kubelet_port,
-        container_runtime_version: "containerd://unknown".into(),
+        container_runtime_version: crate::kubelet::node::runtime_version_string(
+            &version.runtime_name,
+            &version.runtime_version,
+        ),
     };
-    let (_ready_tx, ready_rx) =
-        tokio::sync::watch::channel(crate::kubelet::node::Readiness::ready());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let heartbeat = tokio::spawn(crate::kubelet::node::register_and_heartbeat(
-        client,
+    tasks.push(tokio::spawn(crate::kubelet::node::register_and_heartbeat(
+        client.clone(),
         input,
         cfg.agent_dir.clone(),
         ready_rx,
-        stop_rx,
-    ));
-    setup::wait_for_signal().await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), heartbeat).await;
+        stop.clone(),
+    )));
+
+    // 4. the kubelet HTTPS server (logs, exec, attach, port-forward)
+    let tls = crate::kubelet::server::tls_config(
+        &creds.serving_cert_pem,
+        &creds.serving_key_pem,
+        &creds.client_ca_pem,
+    )
+    .map_err(|e| AgentError::KubeletServer(e.to_string()))?;
+    let addr = std::net::SocketAddr::new(
+        if cfg.node_ip.is_loopback() {
+            cfg.node_ip
+        } else {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        },
+        cfg.kubelet_port,
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| AgentError::KubeletServer(format!("listening on {addr}: {e}")))?;
+    tasks.push(tokio::spawn(crate::kubelet::server::serve(
+        listener,
+        tls,
+        cri.clone(),
+        cfg.clone(),
+        creds.client_ca_pem.clone(),
+        stop.clone(),
+    )));
+
+    // 5. pod network: the node's podCIDR becomes the CNI config
+    let pod_cidr =
+        match crate::kubelet::node::wait_for_pod_cidr(&client, &cfg.node_name, stop.clone()).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!("agent stopping before the node got a podCIDR: {e}");
+                return Ok(());
+            }
+        };
+    let conflist = crate::cni::conflist(
+        "skiff0",
+        &pod_cidr,
+        &cfg.cluster_cidr,
+        POD_MTU,
+        &cfg.cni_state_dir(),
+    );
+    let conf_path = cfg.cni_conf_dir().join("10-skiff.conflist");
+    let tmp = conf_path.with_extension("tmp");
+    std::fs::write(&tmp, conflist)
+        .and_then(|_| std::fs::rename(&tmp, &conf_path))
+        .map_err(io_err("writing CNI config", &conf_path))?;
+    // containerd picks the config up within about a second
+    let mut network_ready = false;
+    for _ in 0..100 {
+        let mut rt = cri.runtime.clone();
+        if let Ok(st) = rt
+            .status(crate::kubelet::cri::api::StatusRequest::default())
+            .await
+            && st.into_inner().status.is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.r#type == "NetworkReady" && c.status)
+            })
+        {
+            network_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !network_ready {
+        tracing::warn!("containerd has not reported NetworkReady yet; continuing");
+    }
+    let _ = ready_tx.send(crate::kubelet::node::Readiness::ready());
+    tracing::info!(
+        "node {} ready (podCIDR {pod_cidr}) after {:?}",
+        cfg.node_name,
+        started.elapsed()
+    );
+
+    // 6. pod workers
+    let ctx = Arc::new(crate::kubelet::pods::KubeletContext {
+        recorder: crate::controllers::events::Recorder::new(client.clone(), "kubelet")
+            .with_host(&cfg.node_name),
+        client,
+        cri,
+        cfg,
+    });
+    let pods = tokio::spawn(crate::kubelet::pods::run(ctx));
+    let mut stop = stop;
+    let _ = stop.wait_for(|s| *s).await;
+    pods.abort();
+    for t in tasks {
+        // the containerd supervisor stops containerd itself on `stop`
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
     Ok(())
 }

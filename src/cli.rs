@@ -110,6 +110,21 @@ pub struct ServerArgs {
     /// Node IP to advertise
     #[arg(long, env = "SKIFF_NODE_IP")]
     pub node_ip: Option<String>,
+    /// Label to register the embedded agent's node with (key=value; repeatable)
+    #[arg(long, env = "SKIFF_NODE_LABEL", value_delimiter = ',')]
+    pub node_label: Vec<String>,
+    /// Taint to register the embedded agent's node with (key[=value]:Effect; repeatable)
+    #[arg(long, env = "SKIFF_NODE_TAINT", value_delimiter = ',')]
+    pub node_taint: Vec<String>,
+    /// Use an existing CRI socket instead of running containerd
+    #[arg(long, env = "SKIFF_CONTAINER_RUNTIME_ENDPOINT")]
+    pub container_runtime_endpoint: Option<PathBuf>,
+    /// Port of the embedded agent's kubelet HTTPS server
+    #[arg(long, env = "SKIFF_KUBELET_PORT", default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// Cluster domain
+    #[arg(long, env = "SKIFF_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
     /// How long a node may go without a heartbeat before it is marked unhealthy (e.g. 40s, 1m)
     #[arg(long, env = "SKIFF_NODE_MONITOR_GRACE_PERIOD", default_value = "40s")]
     pub node_monitor_grace_period: String,

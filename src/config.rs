@@ -27,6 +27,13 @@ pub struct ServerConfig {
     pub service_ip: Ipv4Addr,
     pub cluster_dns: Ipv4Addr,
     pub node_name: String,
+    /// `--node-ip` (default: the address of the default route's interface).
+    pub node_ip: IpAddr,
+    pub node_labels: std::collections::BTreeMap<String, String>,
+    pub node_taints: Vec<k8s_openapi::api::core::v1::Taint>,
+    pub container_runtime_endpoint: Option<PathBuf>,
+    pub kubelet_port: u16,
+    pub cluster_domain: String,
     /// `--node-monitor-grace-period`.
     pub node_monitor_grace_period: std::time::Duration,
     pub compact_interval_secs: u64,
@@ -166,7 +173,36 @@ impl ServerConfig {
                     a.node_monitor_grace_period
                 ))
             })?;
+        let mut node_labels = std::collections::BTreeMap::new();
+        for l in &a.node_label {
+            let (k, v) = crate::kubelet::node::parse_label(l)
+                .map_err(|e| ConfigError(format!("invalid value {l:?} for --node-label: {e}")))?;
+            node_labels.insert(k, v);
+        }
+        let node_taints = a
+            .node_taint
+            .iter()
+            .map(|t| {
+                crate::kubelet::node::parse_taint(t)
+                    .map_err(|e| ConfigError(format!("invalid value {t:?} for --node-taint: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let node_name = a
+            .node_name
+            .clone()
+            .unwrap_or_else(|| hostname().to_lowercase());
+        if !crate::api::validation::is_dns1123_subdomain(&node_name) {
+            return Err(ConfigError(format!(
+                "invalid node name {node_name:?} (--node-name, default: the hostname): use lowercase letters, digits, '-' and '.'"
+            )));
+        }
         Ok(ServerConfig {
+            node_ip,
+            node_labels,
+            node_taints,
+            container_runtime_endpoint: a.container_runtime_endpoint.clone(),
+            kubelet_port: a.kubelet_port,
+            cluster_domain: a.cluster_domain.clone(),
             data_dir: a.data_dir.clone(),
             port: a.https_listen_port,
             bind_address,
@@ -181,7 +217,7 @@ impl ServerConfig {
             service_cidr: a.service_cidr.clone(),
             service_ip,
             cluster_dns,
-            node_name: a.node_name.clone().unwrap_or_else(hostname),
+            node_name,
             node_monitor_grace_period,
             compact_interval_secs: a.store_compact_interval.max(1),
             compact_keep: a.store_compact_keep,

@@ -100,7 +100,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
                     cluster_cidr: cfg.cluster_cidr.clone(),
                     service_cidr: cfg.service_cidr.clone(),
                     cluster_dns: std::net::IpAddr::V4(cfg.cluster_dns),
-                    cluster_domain: "cluster.local".into(),
+                    cluster_domain: cfg.cluster_domain.clone(),
                     api_server_url: format!("https://{advertise}"),
                 },
                 server_secret: pki::parse_token(&token)?.password,
@@ -195,22 +195,84 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         "skiff server listening on https://{addr}; admin kubeconfig at {}",
         cfg.kubeconfig_path.display()
     );
-    if !cfg.disable_agent {
-        tracing::warn!(
-            "the embedded agent is not available yet; running the control plane only (use --disable-agent to silence this)"
-        );
-    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(apiserver::serve_tls(listener, tls, router, stop_rx));
-    wait_for_signal().await;
+    let server = tokio::spawn(apiserver::serve_tls(
+        listener,
+        tls,
+        router.clone(),
+        stop_rx.clone(),
+    ));
+    let mut agent = match cfg.disable_agent {
+        true => None,
+        false => Some(tokio::spawn(run_embedded_agent(
+            &cfg,
+            &pki,
+            router,
+            stop_rx.clone(),
+        )?)),
+    };
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        Some(r) = async { match agent.as_mut() { Some(a) => Some(a.await), None => None } } => {
+            let msg = match r {
+                Ok(Ok(())) => "the embedded agent stopped".to_string(),
+                Ok(Err(e)) => format!("embedded agent: {e}"),
+                Err(e) => format!("embedded agent: {e}"),
+            };
+            let _ = stop_tx.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+            backend.close().await;
+            return Err(ServerError::Config(format!(
+                "{msg} (run with --disable-agent for a control plane without a node)"
+            )));
+        }
+    }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    if let Some(a) = agent {
+        let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     for t in tasks {
         t.abort();
     }
     backend.close().await;
     Ok(())
+}
+
+/// The node agent in this process: its API identity is `system:node:<name>`
+/// over the in-process transport, and its kubelet serving certificate comes
+/// straight from the server's CA (no join round trip).
+fn run_embedded_agent(
+    cfg: &ServerConfig,
+    pki: &pki::ServerPki,
+    router: axum::Router,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<impl std::future::Future<Output = Result<(), crate::agent::AgentError>>, ServerError> {
+    let node = cfg.node_name.clone();
+    let (serving_cert_pem, serving_key_pem) =
+        pki.issue_serving_cert(&node, &[node.as_str()], &[cfg.node_ip])?;
+    let agent_cfg = crate::agent::AgentConfig {
+        agent_dir: cfg.data_dir.join("agent"),
+        node_name: node.clone(),
+        node_ip: cfg.node_ip,
+        cluster_cidr: cfg.cluster_cidr.clone(),
+        service_cidr: cfg.service_cidr.clone(),
+        cluster_dns: std::net::IpAddr::V4(cfg.cluster_dns),
+        cluster_domain: cfg.cluster_domain.clone(),
+        container_runtime_endpoint: cfg.container_runtime_endpoint.clone(),
+        kubelet_port: cfg.kubelet_port,
+        node_labels: cfg.node_labels.clone(),
+        node_taints: cfg.node_taints.clone(),
+        control_plane: true,
+    };
+    let client = crate::inproc::client(router, &format!("system:node:{node}"), &["system:nodes"]);
+    let creds = crate::agent::KubeletCredentials {
+        serving_cert_pem,
+        serving_key_pem,
+        client_ca_pem: pki.client_ca_pem().to_string(),
+    };
+    Ok(crate::agent::run(agent_cfg, client, creds, stop))
 }
 
 fn write_token(path: &Path, token: &str) -> Result<(), ServerError> {

@@ -91,6 +91,10 @@ pub struct JoinedNode {
     pub ca_pem: String,
     pub serving_cert_pem: String,
     pub serving_key_pem: String,
+    /// The CA that signs client certificates (the last block of the node's
+    /// client certificate chain): the kubelet server trusts the API server
+    /// through it.
+    pub client_ca_pem: String,
     pub cluster: ClusterInfo,
     /// True when existing credentials were reused (no token was used).
     pub reused: bool,
@@ -262,9 +266,18 @@ pub async fn join(
         ca_pem,
         serving_cert_pem: resp.serving_cert_pem,
         serving_key_pem: resp.serving_key_pem,
+        client_ca_pem: last_pem_block(&resp.client_cert_pem),
         cluster: resp.cluster,
         reused: false,
     })
+}
+
+/// The last `-----BEGIN …-----` block of a PEM chain (the issuing CA).
+fn last_pem_block(chain: &str) -> String {
+    match chain.rfind("-----BEGIN") {
+        Some(i) => chain[i..].to_string(),
+        None => String::new(),
+    }
 }
 
 /// `https://host[:port]` without a trailing slash.
@@ -468,6 +481,7 @@ fn try_reuse(
         ca_pem: ca_pem.to_string(),
         serving_cert_pem: serving_cert,
         serving_key_pem: serving_key,
+        client_ca_pem: last_pem_block(&client_cert),
         cluster,
         reused: true,
     }))

@@ -56,9 +56,11 @@ def wait_for(pred, timeout=60, interval=0.1, what="condition"):
 
 
 class Server:
-    """A running `skiff server --disable-agent` on a private data dir."""
+    """A running `skiff server --disable-agent` (or, with `agent=True`, with
+    its embedded node agent) on a private data dir."""
 
-    def __init__(self, data_dir=None, port=None, extra_args=()):
+    def __init__(self, data_dir=None, port=None, extra_args=(), agent=False):
+        self.agent = agent
         self.tmp = tempfile.mkdtemp(prefix="skiff-e2e-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.port = port or free_port()
@@ -75,7 +77,8 @@ class Server:
 
     def start(self, timeout=30):
         args = [
-            SKIFF, "server", "--disable-agent",
+            SKIFF, "server",
+        ] + ([] if self.agent else ["--disable-agent"]) + [
             "--config", self.config_file,
             "--data-dir", self.data_dir,
             "--https-listen-port", str(self.port),
