@@ -20,7 +20,14 @@ fn main() {
     let out = out_dir.join("pause");
 
     let result = Command::new(&rustc)
-        .args(["--edition", "2021", "--crate-type", "bin", "--crate-name", "pause"])
+        .args([
+            "--edition",
+            "2021",
+            "--crate-type",
+            "bin",
+            "--crate-name",
+            "pause",
+        ])
         .args(["-C", "opt-level=z", "-C", "panic=abort", "-C", "lto"])
         .args(["-C", "strip=symbols", "-C", "target-feature=+crt-static"])
         .args(["-C", "debuginfo=0", "--target", &target])
@@ -41,12 +48,18 @@ fn main() {
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         )),
-        Err(e) => fail(&format!("cannot run {}: {e}", PathBuf::from(&rustc).display())),
+        Err(e) => fail(&format!(
+            "cannot run {}: {e}",
+            PathBuf::from(&rustc).display()
+        )),
     }
 
     let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     if size == 0 {
-        fail(&format!("{} is missing or empty after compiling pause/pause.rs", out.display()));
+        fail(&format!(
+            "{} is missing or empty after compiling pause/pause.rs",
+            out.display()
+        ));
     }
 }
 

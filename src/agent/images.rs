@@ -48,13 +48,22 @@ const CRI_VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("cannot connect to containerd at {path}: {source}")]
-    Connect { path: PathBuf, source: tonic::transport::Error },
+    Connect {
+        path: PathBuf,
+        source: tonic::transport::Error,
+    },
     #[error("cannot build the pause image: {0}")]
     Pause(String),
     #[error("importing {image}: containerd: {source}")]
-    Containerd { image: String, source: tonic::Status },
+    Containerd {
+        image: String,
+        source: tonic::Status,
+    },
     #[error("cannot read the images directory {path}: {source}")]
-    ListDir { path: PathBuf, source: std::io::Error },
+    ListDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// One image an import made available.
@@ -99,22 +108,7 @@ pub async fn import_all(socket: &Path, images_dir: &Path) -> Result<ImportReport
     })?;
     let mut report = ImportReport::default();
 
-    let pause = pause_image()?;
-    let outcome = import_plans(&store, None, std::slice::from_ref(&pause))
-        .await
-        .map_err(|e| match e {
-            PlanError::Containerd(source) => ImageError::Containerd {
-                image: PAUSE_IMAGE.to_string(),
-                source,
-            },
-            PlanError::Other(msg) => ImageError::Pause(msg),
-        })?;
-    report.images.push(ImportedImage {
-        name: pause.name.clone(),
-        digest: pause.target.digest.clone(),
-        source: None,
-        outcome: outcome[0],
-    });
+    report.images.push(import_pause(&store).await?);
 
     let files = tarball::list(images_dir).map_err(|source| ImageError::ListDir {
         path: images_dir.to_path_buf(),
@@ -123,7 +117,10 @@ pub async fn import_all(socket: &Path, images_dir: &Path) -> Result<ImportReport
     let mut cache = Cache::load(images_dir);
     let mut new_cache = Cache::default();
     for file in files {
-        let key = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let key = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let stamp = FileStamp::of(&file);
         if let (Some(stamp), Some(hit)) = (&stamp, cache.files.remove(&key))
             && hit.stamp == *stamp
@@ -146,7 +143,10 @@ pub async fn import_all(socket: &Path, images_dir: &Path) -> Result<ImportReport
                     tracing::info!(image = %i.name, digest = %i.digest, file = %file.display(), outcome = ?i.outcome, "image imported");
                 }
                 if let Some(stamp) = stamp {
-                    let images = images.iter().map(|i| (i.name.clone(), i.digest.clone())).collect();
+                    let images = images
+                        .iter()
+                        .map(|i| (i.name.clone(), i.digest.clone()))
+                        .collect();
                     new_cache.files.insert(key, CacheEntry { stamp, images });
                 }
                 report.images.extend(images);
@@ -170,18 +170,56 @@ pub async fn import_all(socket: &Path, images_dir: &Path) -> Result<ImportReport
     Ok(report)
 }
 
+/// Imports the pause image unless containerd has it built from this very
+/// executable (checked by label, without building the image).
+async fn import_pause(store: &content::Store) -> Result<ImportedImage, ImageError> {
+    let containerd_err = |source| ImageError::Containerd {
+        image: PAUSE_IMAGE.to_string(),
+        source,
+    };
+    let binary_digest = oci::sha256_digest(PAUSE_BINARY);
+    if let Some((target, labels)) = store.image(PAUSE_IMAGE).await.map_err(containerd_err)?
+        && labels.get(oci::LABEL_PAUSE_BINARY) == Some(&binary_digest)
+    {
+        return Ok(ImportedImage {
+            name: PAUSE_IMAGE.to_string(),
+            digest: target.digest,
+            source: None,
+            outcome: Outcome::Unchanged,
+        });
+    }
+    let pause = pause_image()?;
+    let outcome = import_plans(store, None, std::slice::from_ref(&pause))
+        .await
+        .map_err(|e| match e {
+            PlanError::Containerd(source) => containerd_err(source),
+            PlanError::Other(msg) => ImageError::Pause(msg),
+        })?;
+    Ok(ImportedImage {
+        name: pause.name,
+        digest: pause.target.digest,
+        source: None,
+        outcome: outcome.first().copied().unwrap_or(Outcome::Unchanged),
+    })
+}
+
 /// Imports every image of one tarball.
-pub async fn import_tarball(store: &content::Store, file: &Path) -> Result<Vec<ImportedImage>, String> {
+pub async fn import_tarball(
+    store: &content::Store,
+    file: &Path,
+) -> Result<Vec<ImportedImage>, String> {
     let path = file.to_path_buf();
     let scan = tokio::task::spawn_blocking(move || tarball::scan(&path))
         .await
         .map_err(|e| format!("scan task failed: {e}"))??;
     let plans = oci::plan_tarball(&scan, oci::host_arch())?;
     drop(scan);
-    let outcomes = import_plans(store, Some(file), &plans).await.map_err(|e| match e {
-        PlanError::Containerd(s) => format!("containerd: {}", s.message()),
-        PlanError::Other(m) => m,
-    })?;
+    let outcomes = import_plans(store, Some(file), &plans)
+        .await
+        .map_err(|e| match e {
+            PlanError::Containerd(s) => format!("containerd: {}", s.message()),
+            PlanError::Other(m) => m,
+        })?;
     Ok(plans
         .iter()
         .zip(outcomes)
@@ -215,8 +253,11 @@ async fn import_plans(
     let mut todo = Vec::new();
     let mut outcomes = vec![Outcome::Unchanged; plans.len()];
     for (i, plan) in plans.iter().enumerate() {
-        match store.image_target(&plan.name).await? {
-            Some(t) if t.digest == plan.target.digest && t.media_type == plan.target.media_type => {}
+        match store.image(&plan.name).await? {
+            Some((t, labels))
+                if t.digest == plan.target.digest
+                    && t.media_type == plan.target.media_type
+                    && plan.labels.iter().all(|(k, v)| labels.get(k) == Some(v)) => {}
             _ => todo.push(i),
         }
     }
@@ -258,7 +299,10 @@ async fn write_and_tag(
                     store.put_blob(&blob.digest, data, &blob.labels).await?;
                 }
                 BlobSource::TarEntry(member) => {
-                    streamed.insert(member.clone(), (blob.digest.clone(), blob.size, blob.labels.clone()));
+                    streamed.insert(
+                        member.clone(),
+                        (blob.digest.clone(), blob.size, blob.labels.clone()),
+                    );
                 }
             }
         }
@@ -271,7 +315,12 @@ async fn write_and_tag(
     }
     let mut out = Vec::new();
     for &i in todo {
-        out.push((i, store.put_image(&plans[i].name, &plans[i].target).await?));
+        out.push((
+            i,
+            store
+                .put_image(&plans[i].name, &plans[i].target, &plans[i].labels)
+                .await?,
+        ));
     }
     Ok(out)
 }
@@ -282,7 +331,10 @@ async fn stream_members(
     members: &BTreeMap<String, (String, i64, BTreeMap<String, String>)>,
 ) -> Result<(), PlanError> {
     let (tx, mut rx) = mpsc::channel(4);
-    let wanted: BTreeMap<String, u64> = members.iter().map(|(m, (_, size, _))| (m.clone(), *size as u64)).collect();
+    let wanted: BTreeMap<String, u64> = members
+        .iter()
+        .map(|(m, (_, size, _))| (m.clone(), *size as u64))
+        .collect();
     let path = file.to_path_buf();
     let reader = tokio::task::spawn_blocking(move || tarball::stream(&path, &wanted, &tx));
     let mut writer: Option<content::BlobWriter> = None;
@@ -292,7 +344,9 @@ async fn stream_members(
             match piece {
                 tarball::Piece::Begin { member } => {
                     writer = match members.get(&member) {
-                        Some((digest, size, labels)) => store.start_blob(digest, *size, labels).await?,
+                        Some((digest, size, labels)) => {
+                            store.start_blob(digest, *size, labels).await?
+                        }
                         None => None,
                     };
                 }
@@ -374,8 +428,16 @@ struct FileStamp {
 impl FileStamp {
     fn of(path: &Path) -> Option<FileStamp> {
         let md = std::fs::metadata(path).ok()?;
-        let mtime_ns = md.modified().ok()?.duration_since(UNIX_EPOCH).ok()?.as_nanos();
-        Some(FileStamp { size: md.len(), mtime_ns })
+        let mtime_ns = md
+            .modified()
+            .ok()?
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
+        Some(FileStamp {
+            size: md.len(),
+            mtime_ns,
+        })
     }
 }
 
@@ -409,7 +471,9 @@ impl Cache {
             return;
         };
         let tmp = dir.join(format!("{CACHE_FILE}.tmp"));
-        if let Err(e) = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, dir.join(CACHE_FILE))) {
+        if let Err(e) =
+            std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, dir.join(CACHE_FILE)))
+        {
             tracing::debug!(dir = %dir.display(), "cannot record imported tarballs: {e}");
             let _ = std::fs::remove_file(&tmp);
         }
@@ -441,7 +505,10 @@ mod tests {
 
     #[test]
     fn pause_image_name_is_fully_qualified_and_stable() {
-        assert_eq!(oci::normalize_reference(PAUSE_IMAGE).as_deref(), Some(PAUSE_IMAGE));
+        assert_eq!(
+            oci::normalize_reference(PAUSE_IMAGE).as_deref(),
+            Some(PAUSE_IMAGE)
+        );
         let a = pause_image().unwrap();
         let b = pause_image().unwrap();
         assert_eq!(a.target, b.target);

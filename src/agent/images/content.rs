@@ -57,7 +57,9 @@ impl Store {
             .connect_timeout(Duration::from_secs(5))
             .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
                 let p = path.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?))
+                }
             }));
         Ok(Store {
             content: ContentClient::new(channel.clone()).max_decoding_message_size(16 << 20),
@@ -70,7 +72,10 @@ impl Store {
     fn request<T>(&self, message: T) -> Request<T> {
         let mut req = Request::new(message);
         let md = req.metadata_mut();
-        md.insert("containerd-namespace", tonic::metadata::MetadataValue::from_static(NAMESPACE));
+        md.insert(
+            "containerd-namespace",
+            tonic::metadata::MetadataValue::from_static(NAMESPACE),
+        );
         if let Some(lease) = &self.lease
             && let Ok(v) = lease.parse()
         {
@@ -88,7 +93,10 @@ impl Store {
             "containerd.io/gc.expire".to_string(),
             expire.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         )]);
-        let req = self.request(CreateLeaseRequest { id: id.clone(), labels });
+        let req = self.request(CreateLeaseRequest {
+            id: id.clone(),
+            labels,
+        });
         self.leases.clone().create(req).await?;
         self.lease = Some(id);
         Ok(())
@@ -97,7 +105,10 @@ impl Store {
     /// Drops the lease: from now on only image references keep blobs alive.
     pub async fn end_lease(&mut self) {
         if let Some(id) = self.lease.take() {
-            let req = self.request(DeleteLeaseRequest { id: id.clone(), sync: false });
+            let req = self.request(DeleteLeaseRequest {
+                id: id.clone(),
+                sync: false,
+            });
             if let Err(e) = self.leases.clone().delete(req).await {
                 tracing::warn!(lease = %id, "cannot delete import lease (it expires in an hour): {e}");
             }
@@ -106,7 +117,9 @@ impl Store {
 
     /// The stored blob's info, `None` if absent.
     pub async fn blob_info(&self, digest: &str) -> Result<Option<Info>, Status> {
-        let req = self.request(InfoRequest { digest: digest.to_string() });
+        let req = self.request(InfoRequest {
+            digest: digest.to_string(),
+        });
         match self.content.clone().info(req).await {
             Ok(r) => Ok(r.into_inner().info),
             Err(s) if s.code() == Code::NotFound => Ok(None),
@@ -115,7 +128,11 @@ impl Store {
     }
 
     /// Adds labels to a stored blob (keeps the others).
-    pub async fn add_labels(&self, digest: &str, labels: &BTreeMap<String, String>) -> Result<(), Status> {
+    pub async fn add_labels(
+        &self,
+        digest: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), Status> {
         if labels.is_empty() {
             return Ok(());
         }
@@ -149,7 +166,9 @@ impl Store {
             expected: digest.to_string(),
             ..Default::default()
         };
-        tx.send(first).await.map_err(|_| Status::cancelled("write stream closed"))?;
+        tx.send(first)
+            .await
+            .map_err(|_| Status::cancelled("write stream closed"))?;
         let req = self.request(ReceiverStream::new(rx));
         let mut responses = match self.content.clone().write(req).await {
             Ok(r) => r.into_inner(),
@@ -190,30 +209,47 @@ impl Store {
         Ok(true)
     }
 
-    /// The target of an image, `None` if there is no such image.
-    pub async fn image_target(&self, name: &str) -> Result<Option<Descriptor>, Status> {
-        let req = self.request(GetImageRequest { name: name.to_string() });
+    /// An image's target and labels, `None` if there is no such image.
+    pub async fn image(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Descriptor, HashMap<String, String>)>, Status> {
+        let req = self.request(GetImageRequest {
+            name: name.to_string(),
+        });
         match self.images.clone().get(req).await {
-            Ok(r) => Ok(r
-                .into_inner()
-                .image
-                .and_then(|i| i.target)
-                .map(|t| Descriptor {
+            Ok(r) => Ok(r.into_inner().image.and_then(|i| {
+                let t = i.target?;
+                let desc = Descriptor {
                     media_type: t.media_type,
                     digest: t.digest,
                     size: t.size,
                     annotations: BTreeMap::new(),
                     platform: None,
-                })),
+                };
+                Some((desc, i.labels))
+            })),
             Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(s),
         }
     }
 
-    /// Points `name` at `target`, creating the image or moving it.
-    pub async fn put_image(&self, name: &str, target: &Descriptor) -> Result<Outcome, Status> {
-        let image = Image {
+    /// The target of an image, `None` if there is no such image.
+    pub async fn image_target(&self, name: &str) -> Result<Option<Descriptor>, Status> {
+        Ok(self.image(name).await?.map(|(d, _)| d))
+    }
+
+    /// Points `name` at `target` with (at least) `labels`, creating the
+    /// image or moving it.
+    pub async fn put_image(
+        &self,
+        name: &str,
+        target: &Descriptor,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Outcome, Status> {
+        let image = |labels: HashMap<String, String>| Image {
             name: name.to_string(),
+            labels,
             target: Some(PbDescriptor {
                 media_type: target.media_type.clone(),
                 digest: target.digest.clone(),
@@ -222,23 +258,38 @@ impl Store {
             }),
             ..Default::default()
         };
-        match self.image_target(name).await? {
-            Some(t) if t.digest == target.digest && t.media_type == target.media_type => Ok(Outcome::Unchanged),
-            Some(_) => {
+        match self.image(name).await? {
+            Some((t, old)) => {
+                let same_target = t.digest == target.digest && t.media_type == target.media_type;
+                if same_target && labels.iter().all(|(k, v)| old.get(k) == Some(v)) {
+                    return Ok(Outcome::Unchanged);
+                }
+                let mut merged = old;
+                merged.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
                 let req = self.request(UpdateImageRequest {
-                    image: Some(image),
+                    image: Some(image(merged)),
                     update_mask: None,
                     source_date_epoch: None,
                 });
                 self.images.clone().update(req).await?;
-                Ok(Outcome::Updated)
+                Ok(if same_target {
+                    Outcome::Unchanged
+                } else {
+                    Outcome::Updated
+                })
             }
             None => {
-                let req = self.request(CreateImageRequest { image: Some(image), source_date_epoch: None });
+                let initial = labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let req = self.request(CreateImageRequest {
+                    image: Some(image(initial)),
+                    source_date_epoch: None,
+                });
                 match self.images.clone().create(req).await {
                     Ok(_) => Ok(Outcome::Created),
                     // Someone else created it meanwhile: retry as an update.
-                    Err(s) if s.code() == Code::AlreadyExists => Box::pin(self.put_image(name, target)).await,
+                    Err(s) if s.code() == Code::AlreadyExists => {
+                        Box::pin(self.put_image(name, target, labels)).await
+                    }
                     Err(s) => Err(s),
                 }
             }

@@ -112,7 +112,13 @@ pub struct ImagePlan {
     pub name: String,
     pub target: Descriptor,
     pub blobs: Vec<Blob>,
+    /// Labels of the containerd image record.
+    pub labels: BTreeMap<String, String>,
 }
+
+/// Image label recording which pause executable the pause image was built
+/// from, so a restart can skip building it (gzip) when nothing changed.
+pub const LABEL_PAUSE_BINARY: &str = "skiff.io/pause-binary";
 
 // ---------------------------------------------------------------------------
 // Image references
@@ -142,7 +148,11 @@ pub fn normalize_reference(reference: &str) -> Option<String> {
         }
         _ => ("docker.io", repo.to_string()),
     };
-    let domain = if domain == "index.docker.io" { "docker.io" } else { domain };
+    let domain = if domain == "index.docker.io" {
+        "docker.io"
+    } else {
+        domain
+    };
     let path = if domain == "docker.io" && !path.contains('/') {
         format!("library/{path}")
     } else {
@@ -151,11 +161,14 @@ pub fn normalize_reference(reference: &str) -> Option<String> {
     let path_ok = !path.is_empty()
         && path.split('/').all(|c| {
             !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
                 && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         });
     let domain_ok = !domain.is_empty()
-        && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
     if !path_ok || !domain_ok {
         return None;
     }
@@ -164,7 +177,8 @@ pub fn normalize_reference(reference: &str) -> Option<String> {
         (Some(t), _) => {
             let tag_ok = !t.is_empty()
                 && t.len() <= 128
-                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
                 && !t.starts_with(['.', '-']);
             if !tag_ok {
                 return None;
@@ -213,13 +227,22 @@ pub fn gc_labels(manifest_json: &[u8]) -> BTreeMap<String, String> {
         return labels;
     };
     if let Some(c) = &m.config {
-        labels.insert("containerd.io/gc.ref.content.config".to_string(), c.digest.clone());
+        labels.insert(
+            "containerd.io/gc.ref.content.config".to_string(),
+            c.digest.clone(),
+        );
     }
     for (i, l) in m.layers.iter().enumerate() {
-        labels.insert(format!("containerd.io/gc.ref.content.l.{i}"), l.digest.clone());
+        labels.insert(
+            format!("containerd.io/gc.ref.content.l.{i}"),
+            l.digest.clone(),
+        );
     }
     for (i, d) in m.manifests.iter().enumerate() {
-        labels.insert(format!("containerd.io/gc.ref.content.m.{i}"), d.digest.clone());
+        labels.insert(
+            format!("containerd.io/gc.ref.content.m.{i}"),
+            d.digest.clone(),
+        );
     }
     labels
 }
@@ -266,6 +289,7 @@ pub fn pause_image(name: &str, binary: &[u8], arch: &str) -> Result<ImagePlan, S
     let labels = gc_labels(&manifest);
     Ok(ImagePlan {
         name: name.to_string(),
+        labels: BTreeMap::from([(LABEL_PAUSE_BINARY.to_string(), sha256_digest(binary))]),
         target: target.clone(),
         blobs: vec![
             memory_blob(&layer_desc, layer, BTreeMap::new()),
@@ -426,7 +450,12 @@ fn plan_oci_layout(scan: &Scan, arch: &str) -> Result<Vec<ImagePlan>, String> {
         let mut target = desc.clone();
         target.annotations.clear();
         target.platform = None;
-        plans.push(ImagePlan { name, target, blobs });
+        plans.push(ImagePlan {
+            name,
+            target,
+            blobs,
+            labels: BTreeMap::new(),
+        });
     }
     if plans.is_empty() {
         return Err("index.json names no image (no io.containerd.image.name annotation)".into());
@@ -449,13 +478,19 @@ fn collect_oci(
     let hex = desc.digest.strip_prefix("sha256:").unwrap_or("");
     let Some(path) = by_digest.get(hex) else {
         if required {
-            return Err(format!("blob {} ({}) is missing", desc.digest, desc.media_type));
+            return Err(format!(
+                "blob {} ({}) is missing",
+                desc.digest, desc.media_type
+            ));
         }
         return Ok(());
     };
     let entry = &scan[*path];
     if desc.size >= 0 && entry.size != desc.size as u64 {
-        return Err(format!("blob {} has {} bytes, its descriptor says {}", desc.digest, entry.size, desc.size));
+        return Err(format!(
+            "blob {} has {} bytes, its descriptor says {}",
+            desc.digest, entry.size, desc.size
+        ));
     }
     let is_parent = is_index(&desc.media_type) || is_manifest(&desc.media_type);
     let mut labels = BTreeMap::new();
@@ -464,7 +499,8 @@ fn collect_oci(
             .data
             .as_deref()
             .ok_or_else(|| format!("{} {} is not a JSON document", desc.media_type, desc.digest))?;
-        let m: Manifest = serde_json::from_slice(data).map_err(|e| format!("{}: {e}", desc.digest))?;
+        let m: Manifest =
+            serde_json::from_slice(data).map_err(|e| format!("{}: {e}", desc.digest))?;
         labels = gc_labels(data);
         if is_index(&desc.media_type) || is_index(&m.media_type) {
             for child in &m.manifests {
@@ -472,10 +508,21 @@ fn collect_oci(
                     .platform
                     .as_ref()
                     .is_none_or(|p| p.os == "linux" && p.architecture == arch);
-                collect_oci(scan, by_digest, child, arch, required && wanted, blobs, seen)?;
+                collect_oci(
+                    scan,
+                    by_digest,
+                    child,
+                    arch,
+                    required && wanted,
+                    blobs,
+                    seen,
+                )?;
             }
         } else {
-            let config = m.config.as_ref().ok_or_else(|| format!("manifest {} has no config", desc.digest))?;
+            let config = m
+                .config
+                .as_ref()
+                .ok_or_else(|| format!("manifest {} has no config", desc.digest))?;
             collect_oci(scan, by_digest, config, arch, required, blobs, seen)?;
             for layer in &m.layers {
                 collect_oci(scan, by_digest, layer, arch, required, blobs, seen)?;
@@ -503,7 +550,9 @@ fn plan_docker_save(scan: &Scan) -> Result<Vec<ImagePlan>, String> {
         let mut layers = Vec::new();
         for layer_path in &entry.layers {
             let layer_path = clean_path(layer_path);
-            let member = scan.get(&layer_path).ok_or_else(|| format!("layer {layer_path} is missing"))?;
+            let member = scan
+                .get(&layer_path)
+                .ok_or_else(|| format!("layer {layer_path} is missing"))?;
             let media_type = match member.compression {
                 Compression::None => OCI_LAYER,
                 Compression::Gzip => OCI_LAYER_GZIP,
@@ -541,8 +590,14 @@ fn plan_docker_save(scan: &Scan) -> Result<Vec<ImagePlan>, String> {
             tracing::warn!(config = %config_path, "docker save entry has no RepoTags; skipped");
         }
         for tag in tags {
-            let name = normalize_reference(&tag).ok_or_else(|| format!("RepoTags entry {tag:?} is not an image reference"))?;
-            plans.push(ImagePlan { name, target: target.clone(), blobs: blobs.clone() });
+            let name = normalize_reference(&tag)
+                .ok_or_else(|| format!("RepoTags entry {tag:?} is not an image reference"))?;
+            plans.push(ImagePlan {
+                name,
+                target: target.clone(),
+                blobs: blobs.clone(),
+                labels: BTreeMap::new(),
+            });
         }
     }
     if plans.is_empty() {
@@ -567,7 +622,9 @@ mod tests {
             ("reg.example:5000/a/b:v1", Some("reg.example:5000/a/b:v1")),
             (
                 "quay.io/x/y@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-                Some("quay.io/x/y@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+                Some(
+                    "quay.io/x/y@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                ),
             ),
             ("quay.io/x/y@sha256:short", None),
             ("Upper/case", None),
@@ -584,12 +641,24 @@ mod tests {
     #[test]
     fn names_come_from_containerd_annotation_or_full_ref_name() {
         let ann = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         let cases = [
-            (ann(&[(ANNOTATION_IMAGE_NAME, "skiff.test/a:1"), (ANNOTATION_REF_NAME, "1")]), Some("skiff.test/a:1")),
+            (
+                ann(&[
+                    (ANNOTATION_IMAGE_NAME, "skiff.test/a:1"),
+                    (ANNOTATION_REF_NAME, "1"),
+                ]),
+                Some("skiff.test/a:1"),
+            ),
             (ann(&[(ANNOTATION_REF_NAME, "1")]), None),
-            (ann(&[(ANNOTATION_REF_NAME, "busybox:1")]), Some("docker.io/library/busybox:1")),
+            (
+                ann(&[(ANNOTATION_REF_NAME, "busybox:1")]),
+                Some("docker.io/library/busybox:1"),
+            ),
             (ann(&[]), None),
         ];
         for (a, want) in cases {
@@ -605,29 +674,47 @@ mod tests {
         let c = pause_image("skiff.invalid/pause:1", b"\x7fELF other", "amd64").unwrap();
         assert_ne!(a.target.digest, c.target.digest);
         for blob in &a.blobs {
-            let BlobSource::Memory(data) = &blob.source else { panic!("in memory") };
+            let BlobSource::Memory(data) = &blob.source else {
+                panic!("in memory")
+            };
             assert_eq!(sha256_digest(data), blob.digest);
             assert_eq!(data.len() as i64, blob.size);
         }
-        let BlobSource::Memory(manifest) = &a.blobs[2].source else { panic!() };
+        let BlobSource::Memory(manifest) = &a.blobs[2].source else {
+            panic!()
+        };
         assert_eq!(a.target.digest, sha256_digest(manifest));
         let m: serde_json::Value = serde_json::from_slice(manifest).unwrap();
         assert_eq!(m["config"]["digest"], a.blobs[1].digest.as_str());
         assert_eq!(m["layers"][0]["digest"], a.blobs[0].digest.as_str());
         assert_eq!(m["layers"][0]["mediaType"], OCI_LAYER_GZIP);
-        assert_eq!(a.blobs[2].labels["containerd.io/gc.ref.content.config"], a.blobs[1].digest);
-        assert_eq!(a.blobs[2].labels["containerd.io/gc.ref.content.l.0"], a.blobs[0].digest);
+        assert_eq!(
+            a.blobs[2].labels["containerd.io/gc.ref.content.config"],
+            a.blobs[1].digest
+        );
+        assert_eq!(
+            a.blobs[2].labels["containerd.io/gc.ref.content.l.0"],
+            a.blobs[0].digest
+        );
 
         // The config's diff_id is the digest of the uncompressed layer, which
         // holds exactly /pause, 0755, root-owned.
-        let BlobSource::Memory(config) = &a.blobs[1].source else { panic!() };
+        let BlobSource::Memory(config) = &a.blobs[1].source else {
+            panic!()
+        };
         let config: serde_json::Value = serde_json::from_slice(config).unwrap();
         assert_eq!(config["config"]["Entrypoint"], json!(["/pause"]));
         assert_eq!(config["architecture"], "amd64");
-        let BlobSource::Memory(layer) = &a.blobs[0].source else { panic!() };
+        let BlobSource::Memory(layer) = &a.blobs[0].source else {
+            panic!()
+        };
         let mut raw = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&layer[..]), &mut raw).unwrap();
-        assert_eq!(config["rootfs"]["diff_ids"][0], sha256_digest(&raw).as_str());
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&layer[..]), &mut raw)
+            .unwrap();
+        assert_eq!(
+            config["rootfs"]["diff_ids"][0],
+            sha256_digest(&raw).as_str()
+        );
         let mut archive = tar::Archive::new(&raw[..]);
         let entries: Vec<_> = archive
             .entries()
@@ -635,7 +722,12 @@ mod tests {
             .map(|e| {
                 let e = e.unwrap();
                 let h = e.header();
-                (e.path().unwrap().display().to_string(), h.mode().unwrap(), h.uid().unwrap(), h.size().unwrap())
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.size().unwrap(),
+                )
             })
             .collect();
         assert_eq!(entries, vec![("pause".to_string(), 0o755, 0, 9)]);
@@ -705,8 +797,15 @@ mod tests {
         // children first, target last; the big layer streams from the tar
         assert_eq!(p.blobs.len(), 4);
         assert_eq!(p.blobs.last().unwrap().digest, index_digest);
-        assert_eq!(p.blobs[1].source, BlobSource::TarEntry(blob_path(&format!("sha256:{}", "a".repeat(64)))));
-        assert!(p.blobs[3].labels.contains_key("containerd.io/gc.ref.content.m.1"));
+        assert_eq!(
+            p.blobs[1].source,
+            BlobSource::TarEntry(blob_path(&format!("sha256:{}", "a".repeat(64))))
+        );
+        assert!(
+            p.blobs[3]
+                .labels
+                .contains_key("containerd.io/gc.ref.content.m.1")
+        );
 
         // The same layout for an arm64 host lacks the arm64 manifest.
         let err = plan_tarball(&scan, "arm64").unwrap_err();
@@ -717,15 +816,30 @@ mod tests {
     fn bad_tarballs_are_errors() {
         let (mut scan, _) = oci_scan();
         scan.retain(|k, _| !k.starts_with("blobs/sha256/a"));
-        assert!(plan_tarball(&scan, "amd64").unwrap_err().contains("missing"));
+        assert!(
+            plan_tarball(&scan, "amd64")
+                .unwrap_err()
+                .contains("missing")
+        );
 
         let mut scan = Scan::new();
-        assert!(plan_tarball(&scan, "amd64").unwrap_err().contains("neither"));
+        assert!(
+            plan_tarball(&scan, "amd64")
+                .unwrap_err()
+                .contains("neither")
+        );
         scan.insert(
             "index.json".into(),
-            ScannedEntry { data: Some(b"{not json".to_vec()), ..Default::default() },
+            ScannedEntry {
+                data: Some(b"{not json".to_vec()),
+                ..Default::default()
+            },
         );
-        assert!(plan_tarball(&scan, "amd64").unwrap_err().starts_with("index.json"));
+        assert!(
+            plan_tarball(&scan, "amd64")
+                .unwrap_err()
+                .starts_with("index.json")
+        );
     }
 
     #[test]
@@ -733,21 +847,32 @@ mod tests {
         let mut scan = Scan::new();
         let (_, config) = json_entry(json!({"architecture": "amd64", "os": "linux", "rootfs": {}}));
         scan.insert("abc.json".into(), config.clone());
-        let layer = ScannedEntry { size: 2048, digest: format!("sha256:{}", "c".repeat(64)), ..Default::default() };
+        let layer = ScannedEntry {
+            size: 2048,
+            digest: format!("sha256:{}", "c".repeat(64)),
+            ..Default::default()
+        };
         scan.insert("l1/layer.tar".into(), layer.clone());
-        let (_, mf) = json_entry(json!([{"Config": "abc.json", "RepoTags": ["busybox:1", "skiff.test/bb:2"], "Layers": ["./l1/layer.tar"]}]));
+        let (_, mf) = json_entry(
+            json!([{"Config": "abc.json", "RepoTags": ["busybox:1", "skiff.test/bb:2"], "Layers": ["./l1/layer.tar"]}]),
+        );
         scan.insert("manifest.json".into(), mf);
         let plans = plan_tarball(&scan, "amd64").unwrap();
         let names: Vec<_> = plans.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["docker.io/library/busybox:1", "skiff.test/bb:2"]);
         let p = &plans[0];
         assert_eq!(p.target.media_type, OCI_MANIFEST);
-        let BlobSource::Memory(manifest) = &p.blobs.last().unwrap().source else { panic!() };
+        let BlobSource::Memory(manifest) = &p.blobs.last().unwrap().source else {
+            panic!()
+        };
         assert_eq!(sha256_digest(manifest), p.target.digest);
         let m: serde_json::Value = serde_json::from_slice(manifest).unwrap();
         assert_eq!(m["layers"][0]["mediaType"], OCI_LAYER);
         assert_eq!(m["layers"][0]["digest"], layer.digest.as_str());
         assert_eq!(m["config"]["digest"], config.digest.as_str());
-        assert_eq!(p.blobs[1].source, BlobSource::TarEntry("l1/layer.tar".into()));
+        assert_eq!(
+            p.blobs[1].source,
+            BlobSource::TarEntry("l1/layer.tar".into())
+        );
     }
 }

@@ -24,7 +24,9 @@ pub const CHUNK: usize = 1 << 20;
 /// A piece of the second pass.
 pub enum Piece {
     /// The next member starts; `member` as named in the plan.
-    Begin { member: String },
+    Begin {
+        member: String,
+    },
     Data(Vec<u8>),
     End,
 }
@@ -32,7 +34,9 @@ pub enum Piece {
 fn open(path: &Path) -> Result<Box<dyn Read>, String> {
     let mut file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let mut magic = [0u8; 2];
-    let n = file.read(&mut magic).map_err(|e| format!("cannot read: {e}"))?;
+    let n = file
+        .read(&mut magic)
+        .map_err(|e| format!("cannot read: {e}"))?;
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let reader = BufReader::with_capacity(256 << 10, file);
     if n == 2 && magic == [0x1f, 0x8b] {
@@ -69,7 +73,9 @@ pub fn scan(path: &Path) -> Result<Scan, String> {
     let mut archive = tar::Archive::new(open(path)?);
     let mut scan = Scan::new();
     let mut links: Vec<(String, String)> = Vec::new();
-    let entries = archive.entries().map_err(|e| format!("not a tar archive: {e}"))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a tar archive: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("corrupt tar archive: {e}"))?;
         let name = clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
@@ -140,7 +146,11 @@ pub fn scan(path: &Path) -> Result<Scan, String> {
     }
     for (link, target) in links {
         if let Some(t) = scan.get(&target).cloned() {
-            let link_to = if t.link_to.is_empty() { target } else { t.link_to.clone() };
+            let link_to = if t.link_to.is_empty() {
+                target
+            } else {
+                t.link_to.clone()
+            };
             scan.insert(link, ScannedEntry { link_to, ..t });
         }
     }
@@ -149,10 +159,16 @@ pub fn scan(path: &Path) -> Result<Scan, String> {
 
 /// Second pass: sends each wanted member (by cleaned path) as
 /// `Begin, Data…, End`. Stops early when the consumer hangs up.
-pub fn stream(path: &Path, wanted: &BTreeMap<String, u64>, tx: &mpsc::Sender<Piece>) -> Result<(), String> {
+pub fn stream(
+    path: &Path,
+    wanted: &BTreeMap<String, u64>,
+    tx: &mpsc::Sender<Piece>,
+) -> Result<(), String> {
     let mut archive = tar::Archive::new(open(path)?);
     let mut remaining = wanted.clone();
-    let entries = archive.entries().map_err(|e| format!("not a tar archive: {e}"))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a tar archive: {e}"))?;
     for entry in entries {
         if remaining.is_empty() {
             break;
@@ -165,7 +181,12 @@ pub fn stream(path: &Path, wanted: &BTreeMap<String, u64>, tx: &mpsc::Sender<Pie
         if remaining.remove(&name).is_none() {
             continue;
         }
-        if tx.blocking_send(Piece::Begin { member: name.clone() }).is_err() {
+        if tx
+            .blocking_send(Piece::Begin {
+                member: name.clone(),
+            })
+            .is_err()
+        {
             return Ok(());
         }
         loop {
@@ -193,7 +214,9 @@ pub fn stream(path: &Path, wanted: &BTreeMap<String, u64>, tx: &mpsc::Sender<Pie
         }
     }
     if let Some((missing, _)) = remaining.into_iter().next() {
-        return Err(format!("{missing} vanished between two reads of the tarball"));
+        return Err(format!(
+            "{missing} vanished between two reads of the tarball"
+        ));
     }
     Ok(())
 }
@@ -209,7 +232,9 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     for entry in rd {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_tarball = [".tar", ".tar.gz", ".tgz"].iter().any(|ext| name.ends_with(ext));
+        let is_tarball = [".tar", ".tar.gz", ".tgz"]
+            .iter()
+            .any(|ext| name.ends_with(ext));
         if is_tarball && !name.starts_with('.') && entry.file_type()?.is_file() {
             out.push(entry.path());
         }
