@@ -237,9 +237,30 @@ async fn containerd_images_and_pods_through_cri() {
     make_images(&cfg.images_dir(), tmp.path());
 
     let t = Instant::now();
-    let ctd = Containerd::start(&cfg, &tmp.path().join("no-registries.yaml"))
+    // containerd must accept the rendered registry section
+    let registries = tmp.path().join("registries.yaml");
+    std::fs::write(
+        &registries,
+        "mirrors:\n  docker.io:\n    endpoint: [\"https://mirror.invalid:5000\"]\n\
+         configs:\n  mirror.invalid:5000:\n    auth: {username: u, password: secret}\n    \
+         tls: {insecure_skip_verify: true}\n",
+    )
+    .unwrap();
+    let ctd = Containerd::start(&cfg, &registries)
         .await
         .expect("containerd starts");
+    let config = cfg.containerd_dir().join("containerd.toml");
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("https://mirror.invalid:5000")
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&config), 0o600);
+        assert_eq!(mode(&cfg.containerd_dir()), 0o700);
+    }
     println!("containerd ready in {:?}", t.elapsed());
     let first_pid = ctd.pid().expect("child pid");
     let pid_file = cfg.containerd_dir().join("containerd.pid");
