@@ -182,11 +182,9 @@ pub async fn run(
     // 1. the container runtime
     let mut tasks = Vec::new();
     if cfg.container_runtime_endpoint.is_none() {
-        let ctd = containerd::Containerd::start(
-            &cfg,
-            std::path::Path::new(containerd::REGISTRIES_PATH),
-        )
-        .await?;
+        let ctd =
+            containerd::Containerd::start(&cfg, std::path::Path::new(containerd::REGISTRIES_PATH))
+                .await?;
         tasks.push(tokio::spawn(ctd.supervise(stop.clone())));
     }
     let cri = crate::kubelet::cri::Cri::new(&cfg.cri_socket())?;
@@ -200,7 +198,17 @@ pub async fn run(
 
     // 2. images: the built-in pause image and airgap tarballs
     match images::import_all(&cfg.cri_socket(), &cfg.images_dir()).await {
-        Ok(report) => tracing::info!("images: {report}"),
+        Ok(report) => {
+            for f in &report.failures {
+                tracing::error!("importing image tarball {}: {}", f.file.display(), f.error);
+            }
+            tracing::info!(
+                "images: {} ready ({} failed) in {:?}",
+                report.images.len(),
+                report.failures.len(),
+                report.elapsed
+            );
+        }
         Err(e) => tracing::error!("importing images: {e}"),
     }
 
@@ -258,14 +266,19 @@ pub async fn run(
     )));
 
     // 5. pod network: the node's podCIDR becomes the CNI config
-    let pod_cidr =
-        match crate::kubelet::node::wait_for_pod_cidr(&client, &cfg.node_name, stop.clone()).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::info!("agent stopping before the node got a podCIDR: {e}");
-                return Ok(());
-            }
-        };
+    let pod_cidr = match crate::kubelet::node::wait_for_pod_cidr(
+        &client,
+        &cfg.node_name,
+        stop.clone(),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!("agent stopping before the node got a podCIDR: {e}");
+            return Ok(());
+        }
+    };
     let conflist = crate::cni::conflist(
         "skiff0",
         &pod_cidr,

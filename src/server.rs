@@ -248,7 +248,10 @@ fn run_embedded_agent(
     pki: &pki::ServerPki,
     router: axum::Router,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<impl std::future::Future<Output = Result<(), crate::agent::AgentError>>, ServerError> {
+) -> Result<
+    impl std::future::Future<Output = Result<(), crate::agent::AgentError>> + Send + use<>,
+    ServerError,
+> {
     let node = cfg.node_name.clone();
     let (serving_cert_pem, serving_key_pem) =
         pki.issue_serving_cert(&node, &[node.as_str()], &[cfg.node_ip])?;
