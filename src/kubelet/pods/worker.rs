@@ -270,15 +270,25 @@ impl Worker {
                 tracing::warn!("kubelet: removing sandbox {id}: {e}");
             }
         }
-        if plan.start.is_empty() && plan.create_sandbox.is_none() {
-            return acted;
-        }
-
         let vctx = VolumeContext {
             client: self.ctx().client.clone(),
             pods_dir: self.ctx().cfg.pods_dir(),
             node_name: self.ctx().cfg.node_name.clone(),
         };
+        if plan.start.is_empty() && plan.create_sandbox.is_none() {
+            // nothing to start: still refresh configMap/secret/downwardAPI/
+            // projected contents of a running pod, so updates propagate
+            if !plan.kill_pod
+                && pod.metadata.deletion_timestamp.is_none()
+                && rt.any_running()
+                && has_refreshable_volumes(pod)
+                && let Err(e) = volumes::prepare(&vctx, pod).await
+            {
+                self.event(pod, None, Kind::Warning, "FailedMount", &e.to_string());
+            }
+            return acted;
+        }
+
         let prepared = match volumes::prepare(&vctx, pod).await {
             Ok(p) => p,
             Err(e) => {
@@ -1122,4 +1132,19 @@ mod tests {
         let t = log_tail(&many);
         assert!(t.starts_with("line120"), "{t}");
     }
+}
+
+/// Volumes whose content follows API objects and so must be rewritten on resync.
+fn has_refreshable_volumes(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|vs| {
+            vs.iter().any(|v| {
+                v.config_map.is_some()
+                    || v.secret.is_some()
+                    || v.downward_api.is_some()
+                    || v.projected.is_some()
+            })
+        })
 }
