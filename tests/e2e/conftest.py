@@ -59,8 +59,9 @@ class Server:
     """A running `skiff server --disable-agent` (or, with `agent=True`, with
     its embedded node agent) on a private data dir."""
 
-    def __init__(self, data_dir=None, port=None, extra_args=(), agent=False):
+    def __init__(self, data_dir=None, port=None, extra_args=(), agent=False, bind="127.0.0.1"):
         self.agent = agent
+        self.bind = bind
         self.tmp = tempfile.mkdtemp(prefix="skiff-e2e-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.port = port or free_port()
@@ -82,7 +83,7 @@ class Server:
             "--config", self.config_file,
             "--data-dir", self.data_dir,
             "--https-listen-port", str(self.port),
-            "--bind-address", "127.0.0.1",
+            "--bind-address", self.bind,
             "--advertise-address", "127.0.0.1",
             "--write-kubeconfig", self.kubeconfig,
         ] + self.extra_args

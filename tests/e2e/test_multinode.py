@@ -1,0 +1,237 @@
+"""Two nodes: `skiff server` with its embedded agent on the host, and a second
+machine played by `skiff agent` inside its own network namespace, joined with
+the server's token over a veth link. Pods land on both nodes, and logs/exec
+reach the worker's kubelet through the API server.
+
+Needs root, containerd and network namespaces (CI has all three). Test
+traffic goes only to loopback and to the namespace's addresses.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import ALL_KUBECTLS, OLDEST_NEWEST, SKIFF, Kubectl, Server, free_port, wait_for
+from test_agent import IMAGE, MKIMAGE, containerd_pid, node_ready, shim_pids, sh
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not any(
+        os.access(os.path.join(d, "containerd"), os.X_OK) for d in os.environ["PATH"].split(":")
+    ),
+    reason="needs root and containerd",
+)
+
+SERVER_NODE = "skiff-e2e-server"
+WORKER_NODE = "skiff-e2e-worker"
+
+
+class Worker:
+    """`skiff agent` in network namespace `ns`, reachable at `ip`."""
+
+    def __init__(self, tmp, server_ip, port):
+        self.netns = f"skw{os.getpid() % 10000}"
+        self.host_if = f"skwh{os.getpid() % 10000}"
+        self.host_ip = server_ip
+        self.ip = server_ip.rsplit(".", 1)[0] + ".2"
+        self.data_dir = os.path.join(tmp, "worker")
+        self.log_path = os.path.join(tmp, "worker.log")
+        self.server_url = f"https://{server_ip}:{port}"
+        self.proc = None
+
+    def up(self):
+        sh("ip", "netns", "add", self.netns)
+        sh("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", "eth0", "netns", self.netns)
+        sh("ip", "addr", "add", f"{self.host_ip}/24", "dev", self.host_if)
+        sh("ip", "link", "set", self.host_if, "up")
+        inside = ["ip", "netns", "exec", self.netns]
+        sh(*inside, "ip", "addr", "add", f"{self.ip}/24", "dev", "eth0")
+        sh(*inside, "ip", "link", "set", "eth0", "up")
+        sh(*inside, "ip", "link", "set", "lo", "up")
+        sh(*inside, "ip", "route", "add", "default", "via", self.host_ip)
+        images = os.path.join(self.data_dir, "agent", "images")
+        os.makedirs(images, mode=0o700)
+        sh("python3", MKIMAGE, "busybox", "--name", IMAGE, "-o", os.path.join(images, "busybox.tar"))
+
+    def agent_args(self, token):
+        # nsenter, not `ip netns exec`: the latter remounts /sys for the
+        # namespace, which hides the cgroup mounts runc needs
+        return ["nsenter", f"--net=/var/run/netns/{self.netns}", SKIFF, "agent",
+                "--server", self.server_url, "--token", token,
+                "--data-dir", self.data_dir, "--node-name", WORKER_NODE, "--node-ip", self.ip]
+
+    def start(self, token):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.agent_args(token), stdout=self.log, stderr=subprocess.STDOUT)
+
+    def logs(self):
+        try:
+            return open(self.log_path, errors="replace").read()[-5000:]
+        except OSError:
+            return ""
+
+    def down(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        for pid in shim_pids(self.data_dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        sh("ip", "netns", "del", self.netns, check=False)
+        sh("ip", "link", "del", self.host_if, check=False)
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    tmp = tempfile.mkdtemp(prefix="skiff-multi-")
+    data_dir = os.path.join(tmp, "data")
+    images = os.path.join(data_dir, "agent", "images")
+    os.makedirs(images, mode=0o700)
+    sh("python3", MKIMAGE, "busybox", "--name", IMAGE, "-o", os.path.join(images, "busybox.tar"))
+    server_ip = f"10.250.{random.randrange(1, 250)}.1"
+    port = free_port()
+    # bound to all addresses: the worker reaches it through the veth
+    srv = Server(data_dir=data_dir, port=port, agent=True, bind="0.0.0.0", extra_args=[
+        "--node-name", SERVER_NODE, "--node-ip", "127.0.0.1",
+        "--kubelet-port", str(free_port()), "--tls-san", server_ip,
+    ])
+    worker = Worker(tmp, server_ip, port)
+    worker.up()
+    try:
+        srv.start()
+        k = Kubectl(ALL_KUBECTLS[-1], srv)
+        wait_for(lambda: node_ready_named(k, SERVER_NODE), timeout=60, what="server node Ready")
+        worker.start(srv.token())
+        try:
+            wait_for(lambda: node_ready_named(k, WORKER_NODE), timeout=60, what="worker node Ready")
+        except AssertionError:
+            print(worker.logs())
+            raise
+        yield srv, worker
+    finally:
+        k = Kubectl(ALL_KUBECTLS[-1], srv)
+        k.run("delete", "pods", "--all", "--all-namespaces", "--grace-period=1", "--wait=true",
+              check=False, timeout=120)
+        worker.down()
+        srv.stop()
+        for pid in shim_pids(data_dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        sh("ip", "link", "del", "skiff0", check=False)
+        sh("nft", "delete", "table", "ip", "skiffcni_skiff0", check=False)
+        for line in reversed(open("/proc/mounts").read().splitlines()):
+            mnt = line.split()[1]
+            if mnt.startswith(tmp):
+                sh("umount", "-l", mnt, check=False)
+        srv.cleanup()
+
+
+def node_ready_named(k, name):
+    p = k.run("get", "node", name, "-o", "json", check=False)
+    if p.returncode != 0:
+        return False
+    node = json.loads(p.stdout)
+    return any(c["type"] == "Ready" and c["status"] == "True"
+               for c in node["status"].get("conditions", [])) and node
+
+
+@pytest.fixture(params=OLDEST_NEWEST, ids=lambda p: p.rsplit("kubectl.", 1)[-1])
+def kc(request, two_nodes):
+    return Kubectl(request.param, two_nodes[0])
+
+
+def test_both_nodes_ready(kc, two_nodes):
+    out = kc.run("get", "nodes", "-o", "wide").stdout
+    lines = {l.split()[0]: l.split() for l in out.splitlines()[1:]}
+    assert lines[SERVER_NODE][1] == "Ready" and lines[WORKER_NODE][1] == "Ready", out
+    worker = node_ready_named(kc, WORKER_NODE)
+    addrs = {a["type"]: a["address"] for a in worker["status"]["addresses"]}
+    assert addrs["InternalIP"] == two_nodes[1].ip
+    assert worker["spec"]["podCIDR"] != node_ready_named(kc, SERVER_NODE)["spec"]["podCIDR"]
+
+
+def test_pods_land_on_both_nodes_and_stream(kc, two_nodes):
+    ns = f"multi-{kc.version.replace('.', '-')}-{os.getpid() % 1000}"
+    kc.run("create", "namespace", ns)
+    try:
+        dep = {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "spread"},
+            "spec": {
+                "replicas": 4, "selector": {"matchLabels": {"app": "spread"}},
+                "template": {
+                    "metadata": {"labels": {"app": "spread"}},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 1,
+                        "topologySpreadConstraints": [{
+                            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "DoNotSchedule",
+                            "labelSelector": {"matchLabels": {"app": "spread"}}}],
+                        "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "Never",
+                                        "command": ["sh", "-c", "echo started on $(hostname); trap 'exit 0' TERM; sleep 3600 & wait"]}],
+                    },
+                },
+            },
+        }
+        kc.run("apply", "-n", ns, "-f", "-", input=json.dumps(dep))
+        p = kc.run("rollout", "status", "deployment/spread", "-n", ns, "--timeout=120s",
+                   timeout=130, check=False)
+        if p.returncode != 0:
+            print(kc.run("get", "pods", "-n", ns, "-o", "wide").stdout)
+            print(kc.run("get", "events", "-n", ns).stdout)
+            print(two_nodes[1].logs())
+        assert p.returncode == 0, p.stderr
+        pods = kc.json("get", "pods", "-n", ns, "-l", "app=spread")["items"]
+        nodes = {p["spec"]["nodeName"] for p in pods}
+        assert nodes == {SERVER_NODE, WORKER_NODE}, nodes
+        on_worker = next(p for p in pods if p["spec"]["nodeName"] == WORKER_NODE)
+        name = on_worker["metadata"]["name"]
+        assert on_worker["status"]["hostIP"] == two_nodes[1].ip
+        assert on_worker["status"]["podIP"].startswith("10.42.")
+        # logs and exec reach the worker's kubelet through the API server
+        assert kc.run("logs", name, "-n", ns).stdout == f"started on {name}\n"
+        assert kc.run("exec", name, "-n", ns, "--", "hostname").stdout == f"{name}\n"
+        p = kc.run("exec", name, "-n", ns, "--", "sh", "-c", "exit 3", check=False)
+        assert p.returncode == 3
+    finally:
+        kc.run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_worker_restart_keeps_pods(two_nodes):
+    srv, worker = two_nodes
+    k = Kubectl(ALL_KUBECTLS[-1], srv)
+    ns = f"multi-restart-{os.getpid() % 1000}"
+    k.run("create", "namespace", ns)
+    try:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pinned"},
+               "spec": {"nodeName": WORKER_NODE, "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "Never",
+                                        "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}]}}
+        k.run("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
+
+        def running():
+            p = k.json("get", "pod", "pinned", "-n", ns)
+            cs = p["status"].get("containerStatuses") or [{}]
+            return p["status"].get("phase") == "Running" and cs[0].get("containerID")
+        before = wait_for(running, timeout=60, what="pinned pod running")
+        worker.proc.terminate()
+        worker.proc.wait(timeout=20)
+        worker.start(srv.token())
+        wait_for(lambda: containerd_pid(worker.data_dir), timeout=30, what="worker containerd back")
+        wait_for(lambda: node_ready_named(k, WORKER_NODE), timeout=60, what="worker Ready again")
+        after = wait_for(running, timeout=60, what="pinned pod running after restart")
+        assert after == before
+        # no duplicate containers: the pod still reports restartCount 0
+        cs = k.json("get", "pod", "pinned", "-n", ns)["status"]["containerStatuses"][0]
+        assert cs["restartCount"] == 0
+    finally:
+        k.run("delete", "namespace", ns, "--wait=false", check=False)
