@@ -8,7 +8,7 @@ export CARGO_TERM_COLOR=never
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=""
-  for p in protobuf-compiler curl containerd runc nftables conntrack iproute2 busybox-static libc6-dev; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  for p in protobuf-compiler curl containerd runc nftables conntrack iproute2 busybox-static libc6-dev containernetworking-plugins util-linux; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
   if [ -n "$missing" ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing

@@ -16,7 +16,7 @@ use skiff::agent::containerd::Containerd;
 use skiff::agent::images::{self, Outcome, PAUSE_IMAGE};
 use skiff::kubelet::cri::{Cri, api};
 
-const MKIMAGE: &str = "/work/shared/tools/mkimage.py";
+const MKIMAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools/mkimage.py");
 
 fn skip_reason() -> Option<String> {
     // SAFETY: plain syscall.

@@ -1,6 +1,6 @@
 """The kubelet's pod lifecycle on a real containerd (CRI), driven through the
 API with real kubectl: `skiff kubelet-dev` runs the pod workers against a
-private containerd started with /work/shared/tools/host-containerd.sh.
+private containerd started with ../shared/tools/host-containerd.sh.
 
 Needs root, containerd, runc, the CNI plugins and busybox-static (CI has
 them); skipped otherwise.
@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ALL_KUBECTLS, OLDEST_NEWEST, SKIFF, Kubectl, wait_for
 
-TOOLS = os.environ.get("SKIFF_TOOLS", "/work/shared/tools")
+TOOLS = os.environ.get("SKIFF_TOOLS", os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))), "shared", "tools"))
 HOST_CTD = os.path.join(TOOLS, "host-containerd.sh")
 MKIMAGE = os.path.join(TOOLS, "mkimage.py")
 BUSYBOX = "skiff.test/busybox:1"

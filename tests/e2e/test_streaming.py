@@ -26,7 +26,7 @@ import pytest
 
 from conftest import ALL_KUBECTLS, OLDEST_NEWEST, SKIFF, Kubectl, Server, free_port, wait_for
 
-MKIMAGE = os.environ.get("SKIFF_MKIMAGE", "/work/shared/tools/mkimage.py")
+MKIMAGE = os.environ.get("SKIFF_MKIMAGE", os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))), "shared", "tools", "mkimage.py"))
 CNI_DIR = "/usr/lib/cni"
 
 pytestmark = pytest.mark.skipif(
