@@ -46,6 +46,30 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
+    /// A config with the cluster defaults (`10.42.0.0/16`, `10.43.0.0/16`,
+    /// DNS `10.43.0.10`, `cluster.local`, containerd as a child, kubelet on
+    /// 10250, no labels or taints): tests and developer harnesses start here.
+    pub fn with_defaults(
+        agent_dir: impl Into<PathBuf>,
+        node_name: &str,
+        node_ip: IpAddr,
+    ) -> AgentConfig {
+        AgentConfig {
+            agent_dir: agent_dir.into(),
+            node_name: node_name.to_string(),
+            node_ip,
+            cluster_cidr: "10.42.0.0/16".into(),
+            service_cidr: "10.43.0.0/16".into(),
+            cluster_dns: IpAddr::V4(std::net::Ipv4Addr::new(10, 43, 0, 10)),
+            cluster_domain: "cluster.local".into(),
+            container_runtime_endpoint: None,
+            kubelet_port: 10250,
+            node_labels: BTreeMap::new(),
+            node_taints: Vec::new(),
+            control_plane: false,
+        }
+    }
+
     /// Where the generated containerd config, its state and its socket live.
     pub fn containerd_dir(&self) -> PathBuf {
         self.agent_dir.join("containerd")

@@ -511,20 +511,7 @@ async fn exercise(cfg: &AgentConfig, socket: &Path, pid_file: &Path, first_pid: 
 }
 
 fn test_agent_config(agent_dir: &Path) -> AgentConfig {
-    AgentConfig {
-        agent_dir: agent_dir.to_path_buf(),
-        node_name: "runtime-test".into(),
-        node_ip: "127.0.0.1".parse().unwrap(),
-        cluster_cidr: "10.42.0.0/16".into(),
-        service_cidr: "10.43.0.0/16".into(),
-        cluster_dns: "10.43.0.10".parse().unwrap(),
-        cluster_domain: "cluster.local".into(),
-        container_runtime_endpoint: None,
-        kubelet_port: 10250,
-        node_labels: Default::default(),
-        node_taints: Vec::new(),
-        control_plane: false,
-    }
+    AgentConfig::with_defaults(agent_dir, "runtime-test", "127.0.0.1".parse().unwrap())
 }
 
 /// Not a test on its own: the child process of `containerd_dies_with_skiff`

@@ -745,20 +745,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> AgentConfig {
-        AgentConfig {
-            agent_dir: PathBuf::from("/var/lib/skiff/agent"),
-            node_name: "n1".into(),
-            node_ip: "10.0.0.1".parse().unwrap(),
-            cluster_cidr: "10.42.0.0/16".into(),
-            service_cidr: "10.43.0.0/16".into(),
-            cluster_dns: "10.43.0.10".parse().unwrap(),
-            cluster_domain: "cluster.local".into(),
-            container_runtime_endpoint: None,
-            kubelet_port: 10250,
-            node_labels: Default::default(),
-            node_taints: Vec::new(),
-            control_plane: false,
-        }
+        AgentConfig::with_defaults("/var/lib/skiff/agent", "n1", "10.0.0.1".parse().unwrap())
     }
 
     #[test]

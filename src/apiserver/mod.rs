@@ -276,29 +276,17 @@ pub async fn serve_tls(
             },
             _ = shutdown.changed() => return,
         };
-        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let identity = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|der| crate::pki::identity_from_der(der).ok())
-                .map(|ci| Identity {
-                    user: ci.user,
-                    groups: ci.groups,
-                });
+            let Some((tls, identity)) = crate::pki::accept_tls(&acceptor, tcp, peer, "API").await
+            else {
+                return;
+            };
+            let identity = identity.map(|ci| Identity {
+                user: ci.user,
+                groups: ci.groups,
+            });
             let conn_identity = ConnIdentity(identity);
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {

@@ -123,25 +123,14 @@ pub async fn serve(
                 continue;
             }
         };
-        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "kubelet TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let identity = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|der| crate::pki::identity_from_der(der).ok());
+            let Some((tls, identity)) =
+                crate::pki::accept_tls(&acceptor, tcp, peer, "kubelet").await
+            else {
+                return;
+            };
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let ctx = ctx.clone();
                 let identity = identity.clone();

@@ -19,6 +19,7 @@
 //! - Secrets (keys, token secrets) are never logged.
 //! - Nothing here panics on anything read from disk or the clock.
 
+mod accept;
 mod certs;
 mod der;
 mod error;
@@ -27,6 +28,7 @@ mod kubeconfig;
 mod server;
 mod token;
 
+pub use accept::accept_tls;
 pub use certs::{ClientIdentity, identity_from_der};
 pub use error::PkiError;
 pub use kubeconfig::write_kubeconfig;

@@ -96,6 +96,13 @@ def cluster():
     k.run("delete", "pods", "--all", "--all-namespaces", "--grace-period=1", "--wait=true",
           check=False, timeout=120)
     srv.stop()
+    clean_host(tmp, data_dir)
+    srv.cleanup()
+
+
+def clean_host(tmp, data_dir):
+    """What a stopped agent leaves on the host by design (shims, the bridge,
+    the CNI nft table, volume mounts), removed after a test module."""
     for pid in shim_pids(data_dir):
         try:
             os.kill(pid, signal.SIGKILL)
@@ -107,7 +114,6 @@ def cluster():
         mnt = line.split()[1]
         if mnt.startswith(tmp):
             sh("umount", "-l", mnt, check=False)
-    srv.cleanup()
 
 
 def node_ready(k):

@@ -16,7 +16,7 @@ import tempfile
 import pytest
 
 from conftest import ALL_KUBECTLS, OLDEST_NEWEST, SKIFF, Kubectl, Server, free_port, wait_for
-from test_agent import IMAGE, MKIMAGE, containerd_pid, node_ready, shim_pids, sh
+from test_agent import IMAGE, MKIMAGE, clean_host, containerd_pid, shim_pids, sh
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not any(
@@ -122,17 +122,7 @@ def two_nodes():
               check=False, timeout=120)
         worker.down()
         srv.stop()
-        for pid in shim_pids(data_dir):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        sh("ip", "link", "del", "skiff0", check=False)
-        sh("nft", "delete", "table", "ip", "skiffcni_skiff0", check=False)
-        for line in reversed(open("/proc/mounts").read().splitlines()):
-            mnt = line.split()[1]
-            if mnt.startswith(tmp):
-                sh("umount", "-l", mnt, check=False)
+        clean_host(tmp, data_dir)
         srv.cleanup()
 
 

@@ -50,18 +50,10 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
     let cri = Cri::new(&args.cri_socket)?;
     let version = cri.wait_ready(Duration::from_secs(30)).await?;
     let cfg = AgentConfig {
-        agent_dir: args.agent_dir.clone(),
-        node_name: args.node_name.clone(),
-        node_ip: args.node_ip,
-        cluster_cidr: "10.42.0.0/16".into(),
-        service_cidr: "10.43.0.0/16".into(),
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain.clone(),
         container_runtime_endpoint: Some(args.cri_socket.clone()),
-        kubelet_port: 10250,
-        node_labels: Default::default(),
-        node_taints: Vec::new(),
-        control_plane: false,
+        ..AgentConfig::with_defaults(&args.agent_dir, &args.node_name, args.node_ip)
     };
     for d in [cfg.pods_dir(), cfg.pod_logs_dir()] {
         let _ = std::fs::create_dir_all(d);

@@ -348,20 +348,7 @@ mod tests {
 
     #[test]
     fn config_fields() {
-        let cfg = AgentConfig {
-            agent_dir: "/a".into(),
-            node_name: "n".into(),
-            node_ip: "10.0.0.1".parse().unwrap(),
-            cluster_cidr: "10.42.0.0/16".into(),
-            service_cidr: "10.43.0.0/16".into(),
-            cluster_dns: "10.43.0.10".parse().unwrap(),
-            cluster_domain: "cluster.local".into(),
-            container_runtime_endpoint: None,
-            kubelet_port: 10250,
-            node_labels: Default::default(),
-            node_taints: Vec::new(),
-            control_plane: false,
-        };
+        let cfg = AgentConfig::with_defaults("/a", "n", "10.0.0.1".parse().unwrap());
         let c = sandbox_config(&pod(json!({})), 2, &cfg);
         assert_eq!(c.metadata.as_ref().unwrap().attempt, 2);
         assert_eq!(c.hostname, "web");

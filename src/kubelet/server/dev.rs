@@ -106,18 +106,9 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("bind: {e}"))?;
     let cfg = crate::agent::AgentConfig {
-        agent_dir: a.agent_dir.clone(),
-        node_name: "dev".into(),
-        node_ip: a.address,
-        cluster_cidr: String::new(),
-        service_cidr: String::new(),
-        cluster_dns: a.address,
-        cluster_domain: "cluster.local".into(),
         container_runtime_endpoint: Some(a.cri_socket.clone()),
         kubelet_port: a.port,
-        node_labels: Default::default(),
-        node_taints: Vec::new(),
-        control_plane: false,
+        ..crate::agent::AgentConfig::with_defaults(&a.agent_dir, "dev", a.address)
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(super::serve(listener, tls, cri, cfg, client_ca, stop_rx));
