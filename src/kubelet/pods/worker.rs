@@ -1120,20 +1120,6 @@ async fn http_get(host: &str, port: i32, path: &str) -> std::io::Result<u16> {
         .ok_or_else(|| std::io::Error::other("malformed HTTP response"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_tails() {
-        let text = "2024-01-01T00:00:00Z stdout F one\n2024-01-01T00:00:00Z stderr P tw\n2024-01-01T00:00:00Z stderr F o\n";
-        assert_eq!(log_tail(text), "one\ntwo");
-        let many: String = (0..200).map(|i| format!("t stdout F line{i}\n")).collect();
-        let t = log_tail(&many);
-        assert!(t.starts_with("line120"), "{t}");
-    }
-}
-
 /// Volumes whose content follows API objects and so must be rewritten on resync.
 fn has_refreshable_volumes(pod: &Pod) -> bool {
     pod.spec
@@ -1147,4 +1133,18 @@ fn has_refreshable_volumes(pod: &Pod) -> bool {
                     || v.projected.is_some()
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_tails() {
+        let text = "2024-01-01T00:00:00Z stdout F one\n2024-01-01T00:00:00Z stderr P tw\n2024-01-01T00:00:00Z stderr F o\n";
+        assert_eq!(log_tail(text), "one\ntwo");
+        let many: String = (0..200).map(|i| format!("t stdout F line{i}\n")).collect();
+        let t = log_tail(&many);
+        assert!(t.starts_with("line120"), "{t}");
+    }
 }
