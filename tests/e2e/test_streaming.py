@@ -242,6 +242,10 @@ def test_logs(kc, env):
     assert len(tail.splitlines()) == 2
     ts = kc.run("logs", "web", "-c", "main", "--tail", "1", "--timestamps").stdout
     assert ts.split(" ", 1)[0].endswith("Z") and "T" in ts.split(" ", 1)[0]
+    # --since 1s is shorter than the whole log only once it spans over a second
+    # (10 lines a second): wait for 3 s worth before comparing
+    wait_for(lambda: len(kc.run("logs", "web", "-c", "main").stdout.splitlines()) >= 30,
+             timeout=20, what="3 s of logs")
     assert len(kc.run("logs", "web", "-c", "main", "--since", "1s").stdout.splitlines()) < len(
         kc.run("logs", "web", "-c", "main").stdout.splitlines())
     limited = kc.run("logs", "web", "-c", "main", "--limit-bytes", "5").stdout
