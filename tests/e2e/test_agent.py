@@ -116,8 +116,8 @@ def clean_host(tmp, data_dir):
             sh("umount", "-l", mnt, check=False)
 
 
-def node_ready(k):
-    p = k.run("get", "node", NODE, "-o", "json", check=False)
+def node_ready(k, name=NODE):
+    p = k.run("get", "node", name, "-o", "json", check=False)
     if p.returncode != 0:
         return False
     node = json.loads(p.stdout)

@@ -16,7 +16,7 @@ import tempfile
 import pytest
 
 from conftest import ALL_KUBECTLS, OLDEST_NEWEST, SKIFF, Kubectl, Server, free_port, wait_for
-from test_agent import IMAGE, MKIMAGE, clean_host, containerd_pid, shim_pids, sh
+from test_agent import IMAGE, MKIMAGE, clean_host, containerd_pid, node_ready, shim_pids, sh
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not any(
@@ -108,10 +108,10 @@ def two_nodes():
     try:
         srv.start()
         k = Kubectl(ALL_KUBECTLS[-1], srv)
-        wait_for(lambda: node_ready_named(k, SERVER_NODE), timeout=60, what="server node Ready")
+        wait_for(lambda: node_ready(k, SERVER_NODE), timeout=60, what="server node Ready")
         worker.start(srv.token())
         try:
-            wait_for(lambda: node_ready_named(k, WORKER_NODE), timeout=60, what="worker node Ready")
+            wait_for(lambda: node_ready(k, WORKER_NODE), timeout=60, what="worker node Ready")
         except AssertionError:
             print(worker.logs())
             raise
@@ -126,15 +126,6 @@ def two_nodes():
         srv.cleanup()
 
 
-def node_ready_named(k, name):
-    p = k.run("get", "node", name, "-o", "json", check=False)
-    if p.returncode != 0:
-        return False
-    node = json.loads(p.stdout)
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in node["status"].get("conditions", [])) and node
-
-
 @pytest.fixture(params=OLDEST_NEWEST, ids=lambda p: p.rsplit("kubectl.", 1)[-1])
 def kc(request, two_nodes):
     return Kubectl(request.param, two_nodes[0])
@@ -144,10 +135,10 @@ def test_both_nodes_ready(kc, two_nodes):
     out = kc.run("get", "nodes", "-o", "wide").stdout
     lines = {l.split()[0]: l.split() for l in out.splitlines()[1:]}
     assert lines[SERVER_NODE][1] == "Ready" and lines[WORKER_NODE][1] == "Ready", out
-    worker = node_ready_named(kc, WORKER_NODE)
+    worker = node_ready(kc, WORKER_NODE)
     addrs = {a["type"]: a["address"] for a in worker["status"]["addresses"]}
     assert addrs["InternalIP"] == two_nodes[1].ip
-    assert worker["spec"]["podCIDR"] != node_ready_named(kc, SERVER_NODE)["spec"]["podCIDR"]
+    assert worker["spec"]["podCIDR"] != node_ready(kc, SERVER_NODE)["spec"]["podCIDR"]
 
 
 def test_pods_land_on_both_nodes_and_stream(kc, two_nodes):
@@ -217,7 +208,7 @@ def test_worker_restart_keeps_pods(two_nodes):
         worker.proc.wait(timeout=20)
         worker.start(srv.token())
         wait_for(lambda: containerd_pid(worker.data_dir), timeout=30, what="worker containerd back")
-        wait_for(lambda: node_ready_named(k, WORKER_NODE), timeout=60, what="worker Ready again")
+        wait_for(lambda: node_ready(k, WORKER_NODE), timeout=60, what="worker Ready again")
         after = wait_for(running, timeout=60, what="pinned pod running after restart")
         assert after == before
         # no duplicate containers: the pod still reports restartCount 0
