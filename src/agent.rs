@@ -43,6 +43,8 @@ pub struct AgentConfig {
     pub node_taints: Vec<k8s_openapi::api::core::v1::Taint>,
     /// The embedded agent of a server (labelled as control plane).
     pub control_plane: bool,
+    /// `--kubelet-arg` settings (image GC, eviction).
+    pub kubelet: crate::kubelet::settings::KubeletSettings,
 }
 
 impl AgentConfig {
@@ -67,6 +69,7 @@ impl AgentConfig {
             node_labels: BTreeMap::new(),
             node_taints: Vec::new(),
             control_plane: false,
+            kubelet: Default::default(),
         }
     }
 
@@ -221,8 +224,12 @@ pub async fn run(
     );
 
     // 2. images: the built-in pause image and airgap tarballs
+    // imported images are pinned: image GC never removes them (as k3s)
+    let mut pinned_images: std::collections::HashSet<String> =
+        [images::PAUSE_IMAGE.to_string()].into();
     match images::import_all(&cfg.cri_socket(), &cfg.images_dir()).await {
         Ok(report) => {
+            pinned_images.extend(report.images.iter().map(|i| i.name.clone()));
             for f in &report.failures {
                 tracing::error!("importing image tarball {}: {}", f.file.display(), f.error);
             }
@@ -240,6 +247,7 @@ pub async fn run(
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(crate::kubelet::node::Readiness {
         runtime_ready: true,
         network_ready: false,
+        pressure: Default::default(),
         message: "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized".into(),
     });
     let input = crate::kubelet::node::NodeSpecInput {
@@ -351,7 +359,32 @@ pub async fn run(
         cri,
         cfg,
     });
-    let pods = tokio::spawn(crate::kubelet::pods::run(ctx));
+    let pods = tokio::spawn(crate::kubelet::pods::run(ctx.clone()));
+
+    // 7. image GC and node-pressure eviction
+    let gc = crate::kubelet::imagegc::ImageGc::new(
+        ctx.cri.clone(),
+        crate::kubelet::imagegc::ImageGcConfig {
+            high_threshold: ctx.cfg.kubelet.image_gc_high_threshold,
+            low_threshold: ctx.cfg.kubelet.image_gc_low_threshold,
+            min_age: ctx.cfg.kubelet.minimum_image_ttl,
+            pinned_names: pinned_images,
+            fallback_fs: ctx.cfg.containerd_dir(),
+            node_name: ctx.cfg.node_name.clone(),
+        },
+        ctx.recorder.clone(),
+    );
+    tasks.push(tokio::spawn(crate::kubelet::imagegc::run(
+        gc.clone(),
+        ctx.cfg.kubelet.image_gc_period,
+        stop.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::kubelet::eviction::run(
+        ctx,
+        gc,
+        ready_tx,
+        stop.clone(),
+    )));
     let mut stop = stop;
     let _ = stop.wait_for(|s| *s).await;
     pods.abort();

@@ -122,6 +122,9 @@ pub struct ServerArgs {
     /// Port of the embedded agent's kubelet HTTPS server
     #[arg(long, env = "SKIFF_KUBELET_PORT", default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// Kubelet setting for the embedded agent (key=value, e.g. eviction-hard=memory.available<100Mi; repeatable)
+    #[arg(long = "kubelet-arg")]
+    pub kubelet_arg: Vec<String>,
     /// Cluster domain
     #[arg(long, env = "SKIFF_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
@@ -187,6 +190,9 @@ pub struct AgentArgs {
     /// Port of the kubelet HTTPS server
     #[arg(long, env = "SKIFF_KUBELET_PORT", default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// Kubelet setting (key=value, e.g. eviction-hard=memory.available<100Mi; repeatable)
+    #[arg(long = "kubelet-arg")]
+    pub kubelet_arg: Vec<String>,
     /// Log format: text or json
     #[arg(long, env = "SKIFF_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

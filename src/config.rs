@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub node_taints: Vec<k8s_openapi::api::core::v1::Taint>,
     pub container_runtime_endpoint: Option<PathBuf>,
     pub kubelet_port: u16,
+    /// `--kubelet-arg` settings of the embedded agent.
+    pub kubelet: crate::kubelet::settings::KubeletSettings,
     pub cluster_domain: String,
     /// `--node-monitor-grace-period`.
     pub node_monitor_grace_period: std::time::Duration,
@@ -196,7 +198,10 @@ impl ServerConfig {
                 "invalid node name {node_name:?} (--node-name, default: the hostname): use lowercase letters, digits, '-' and '.'"
             )));
         }
+        let kubelet = crate::kubelet::settings::KubeletSettings::from_args(&a.kubelet_arg)
+            .map_err(ConfigError)?;
         Ok(ServerConfig {
+            kubelet,
             node_ip,
             node_labels,
             node_taints,

@@ -268,6 +268,7 @@ fn run_embedded_agent(
         node_labels: cfg.node_labels.clone(),
         node_taints: cfg.node_taints.clone(),
         control_plane: true,
+        kubelet: cfg.kubelet.clone(),
     };
     let client = crate::inproc::client(router, &format!("system:node:{node}"), &["system:nodes"]);
     let creds = crate::agent::KubeletCredentials {

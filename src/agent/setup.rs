@@ -28,6 +28,8 @@ pub struct AgentSetup {
     pub node_taints: Vec<k8s_openapi::api::core::v1::Taint>,
     pub container_runtime_endpoint: Option<PathBuf>,
     pub kubelet_port: u16,
+    /// `--kubelet-arg` settings.
+    pub kubelet: crate::kubelet::settings::KubeletSettings,
     pub log_json: bool,
     pub debug: bool,
 }
@@ -122,7 +124,10 @@ impl AgentSetup {
                 a.log_format
             )));
         }
+        let kubelet = crate::kubelet::settings::KubeletSettings::from_args(&a.kubelet_arg)
+            .map_err(ConfigError)?;
         Ok(AgentSetup {
+            kubelet,
             server_url,
             token,
             agent_dir: a.data_dir.join("agent"),
@@ -152,6 +157,7 @@ impl AgentSetup {
             node_labels: self.node_labels.clone(),
             node_taints: self.node_taints.clone(),
             control_plane: false,
+            kubelet: self.kubelet.clone(),
         }
     }
 }
@@ -214,6 +220,11 @@ mod tests {
             (&["--node-taint", "k=v"][..], "--node-taint"),
             (&["--log-format", "xml"][..], "--log-format"),
             (&["--kubelet-port", "0"][..], "--kubelet-port"),
+            (&["--kubelet-arg", "bogus=1"][..], "--kubelet-arg"),
+            (
+                &["--kubelet-arg", "eviction-hard=memory.available<x"][..],
+                "--kubelet-arg",
+            ),
         ] {
             let e = with(extra).unwrap_err();
             assert!(e.contains(flag), "{extra:?}: {e}");

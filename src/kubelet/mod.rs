@@ -16,12 +16,15 @@
 
 pub mod cri;
 pub mod env;
+pub mod eviction;
+pub mod imagegc;
 pub mod logs;
 pub mod node;
 pub mod plan;
 pub mod pods;
 pub mod probes;
 pub mod server;
+pub mod settings;
 pub mod status;
 pub mod volumes;
 

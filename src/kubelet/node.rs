@@ -94,6 +94,8 @@ pub struct Readiness {
     pub network_ready: bool,
     /// Why not ready (upstream-style text); ignored when ready.
     pub message: String,
+    /// MemoryPressure / DiskPressure / PIDPressure (the eviction manager's).
+    pub pressure: crate::kubelet::eviction::policy::Pressure,
 }
 
 impl Readiness {
@@ -102,6 +104,7 @@ impl Readiness {
             runtime_ready: true,
             network_ready: true,
             message: String::new(),
+            pressure: Default::default(),
         }
     }
     pub fn is_ready(&self) -> bool {
@@ -347,34 +350,15 @@ pub fn build_status(
         "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized".into()
     };
     let ready = readiness.is_ready();
+    let pressure = |kind, on: bool| {
+        let (ty, reason, message) = crate::kubelet::eviction::policy::condition_texts(kind, on);
+        condition(ty, !on, false, reason, message, now, prev)
+    };
+    use crate::kubelet::eviction::thresholds::PressureKind;
     let conditions = vec![
-        condition(
-            "MemoryPressure",
-            true,
-            false,
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available",
-            now,
-            prev,
-        ),
-        condition(
-            "DiskPressure",
-            true,
-            false,
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure",
-            now,
-            prev,
-        ),
-        condition(
-            "PIDPressure",
-            true,
-            false,
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available",
-            now,
-            prev,
-        ),
+        pressure(PressureKind::Memory, readiness.pressure.memory),
+        pressure(PressureKind::Disk, readiness.pressure.disk),
+        pressure(PressureKind::Pid, readiness.pressure.pid),
         condition(
             "Ready",
             ready,
@@ -847,19 +831,19 @@ mod tests {
         let cases = [
             (Readiness::ready(), "True", "KubeletReady", "kubelet is posting ready status".to_string()),
             (
-                Readiness { runtime_ready: false, network_ready: true, message: String::new() },
+                Readiness { runtime_ready: false, network_ready: true, message: String::new(), pressure: Default::default() },
                 "False",
                 "KubeletNotReady",
                 "container runtime is down".to_string(),
             ),
             (
-                Readiness { runtime_ready: true, network_ready: false, message: String::new() },
+                Readiness { runtime_ready: true, network_ready: false, message: String::new(), pressure: Default::default() },
                 "False",
                 "KubeletNotReady",
                 "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized".to_string(),
             ),
             (
-                Readiness { runtime_ready: true, network_ready: false, message: "custom".into() },
+                Readiness { runtime_ready: true, network_ready: false, message: "custom".into(), pressure: Default::default() },
                 "False",
                 "KubeletNotReady",
                 "custom".to_string(),
@@ -929,6 +913,7 @@ mod tests {
             runtime_ready: false,
             network_ready: true,
             message: String::new(),
+            pressure: Default::default(),
         };
         let s2 = build_status(&input(), &facts(), &down, t1, Some(&s1));
         assert_eq!(
