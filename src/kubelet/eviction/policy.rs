@@ -356,3 +356,330 @@ pub fn node_event_reason(kind: PressureKind, pressure: bool) -> &'static str {
         (PressureKind::Pid, false) => "NodeHasSufficientPID",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::thresholds::{ThresholdFlags, parse_thresholds};
+    use super::*;
+    use serde_json::json;
+
+    fn thresholds(hard: &str, soft: &str, grace: &str, reclaim: &str) -> Vec<Threshold> {
+        parse_thresholds(&ThresholdFlags {
+            hard,
+            soft,
+            soft_grace_period: grace,
+            minimum_reclaim: reclaim,
+        })
+        .unwrap()
+    }
+
+    fn obs(mem: i128, disk_pct: i128) -> Observations {
+        Observations::from([
+            (
+                Signal::MemoryAvailable,
+                Observation {
+                    available: mem,
+                    capacity: 1 << 30,
+                },
+            ),
+            (
+                Signal::ImageFsAvailable,
+                Observation {
+                    available: disk_pct,
+                    capacity: 100,
+                },
+            ),
+        ])
+    }
+
+    const MI: i128 = 1 << 20;
+
+    #[test]
+    fn conditions_follow_thresholds_with_grace_reclaim_and_transition() {
+        let ts = thresholds(
+            "memory.available<100Mi,imagefs.available<10%",
+            "memory.available<300Mi",
+            "memory.available=30s",
+            "imagefs.available=5%",
+        );
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let transition = s(60);
+        let mut st = State::default();
+        // (seconds, memory available, imagefs available %, memory?, disk?, reclaim signal)
+        let steps: &[(u64, i128, i128, bool, bool, Option<(Signal, bool)>)] = &[
+            (0, 500 * MI, 50, false, false, None),
+            // soft threshold met: condition at once, eviction only after 30 s
+            (10, 200 * MI, 50, true, false, None),
+            (39, 200 * MI, 50, true, false, None),
+            (
+                40,
+                200 * MI,
+                50,
+                true,
+                false,
+                Some((Signal::MemoryAvailable, false)),
+            ),
+            // hard threshold: immediate; memory first, disk second
+            (
+                50,
+                50 * MI,
+                5,
+                true,
+                true,
+                Some((Signal::MemoryAvailable, true)),
+            ),
+            (
+                60,
+                500 * MI,
+                5,
+                true,
+                true,
+                Some((Signal::ImageFsAvailable, true)),
+            ),
+            // 12 % available: above 10 % but not above 10 % + 5 % minimum reclaim
+            (
+                70,
+                500 * MI,
+                12,
+                true,
+                true,
+                Some((Signal::ImageFsAvailable, true)),
+            ),
+            (80, 500 * MI, 20, true, true, None),
+            // memory last observed at 50 s: condition stays until 110 s
+            (109, 500 * MI, 20, true, true, None),
+            (110, 500 * MI, 20, false, true, None),
+            (140, 500 * MI, 20, false, false, None),
+        ];
+        for (at, mem, disk, want_mem, want_disk, want_reclaim) in steps {
+            let d = step(&mut st, &ts, &obs(*mem, *disk), transition, t0 + s(*at));
+            assert_eq!(
+                (d.pressure.memory, d.pressure.disk, d.pressure.pid),
+                (*want_mem, *want_disk, false),
+                "at {at}s"
+            );
+            assert_eq!(
+                d.reclaim.map(|t| (t.signal, t.hard)),
+                *want_reclaim,
+                "at {at}s"
+            );
+        }
+        // zero transition period: the condition clears on the next good cycle
+        let mut st = State::default();
+        assert!(
+            step(&mut st, &ts, &obs(50 * MI, 50), Duration::ZERO, t0)
+                .pressure
+                .memory
+        );
+        assert!(
+            !step(&mut st, &ts, &obs(500 * MI, 50), Duration::ZERO, t0 + s(1))
+                .pressure
+                .memory
+        );
+    }
+
+    fn pod(name: &str, priority: i32, mem_request: Option<&str>, extra: serde_json::Value) -> Pod {
+        let mut resources = json!({});
+        if let Some(r) = mem_request {
+            resources = json!({"requests": {"memory": r}, "limits": {"memory": r}});
+        }
+        let mut p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "uid": name},
+            "spec": {"priority": priority, "containers": [{"name": "c", "image": "i", "resources": resources}]},
+            "status": {"phase": "Running"},
+        }))
+        .unwrap();
+        if let Some(a) = extra.get("annotations") {
+            p.metadata.annotations = serde_json::from_value(a.clone()).unwrap();
+        }
+        if let Some(ph) = extra.get("phase") {
+            p.status.as_mut().unwrap().phase = ph.as_str().map(String::from);
+        }
+        p
+    }
+
+    #[test]
+    fn ranking_and_eligibility() {
+        let pods = [
+            pod("guaranteed", 0, Some("500Mi"), json!({})),
+            pod("besteffort-small", 0, None, json!({})),
+            pod("besteffort-big", 0, None, json!({})),
+            pod("important-besteffort", 1000, None, json!({})),
+            pod("over-request", 0, Some("10Mi"), json!({})),
+            pod("no-stats", 0, None, json!({})),
+        ];
+        let usage = |n: &str| -> Option<i128> {
+            match n {
+                "guaranteed" => Some(400 * MI),
+                "besteffort-small" => Some(5 * MI),
+                "besteffort-big" => Some(300 * MI),
+                "important-besteffort" => Some(900 * MI),
+                "over-request" => Some(20 * MI),
+                _ => None,
+            }
+        };
+        let mut cands: Vec<Candidate> = pods
+            .iter()
+            .map(|p| Candidate {
+                pod: p,
+                usage: usage(p.metadata.name.as_deref().unwrap()),
+            })
+            .collect();
+        rank(&mut cands, PressureKind::Memory);
+        let order: Vec<&str> = cands
+            .iter()
+            .map(|c| c.pod.metadata.name.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "no-stats",
+                // exceeding requests, low priority, most above request first
+                "besteffort-big",
+                "over-request",
+                "besteffort-small",
+                "important-besteffort",
+                // within its request
+                "guaranteed",
+            ]
+        );
+        rank(&mut cands, PressureKind::Pid);
+        assert_eq!(
+            cands.last().unwrap().pod.metadata.name.as_deref(),
+            Some("important-besteffort")
+        );
+
+        let cases = [
+            (pod("p", 0, None, json!({})), true),
+            (pod("p", 2_000_000_000, None, json!({})), false),
+            (pod("p", 2_000_001_000, None, json!({})), false),
+            (pod("p", 1_999_999_999, None, json!({})), true),
+            (
+                pod(
+                    "p",
+                    0,
+                    None,
+                    json!({"annotations": {"kubernetes.io/config.mirror": "x"}}),
+                ),
+                false,
+            ),
+            (
+                pod(
+                    "p",
+                    0,
+                    None,
+                    json!({"annotations": {"kubernetes.io/config.source": "file"}}),
+                ),
+                false,
+            ),
+            (
+                pod(
+                    "p",
+                    0,
+                    None,
+                    json!({"annotations": {"kubernetes.io/config.source": "api"}}),
+                ),
+                true,
+            ),
+            (pod("p", 0, None, json!({"phase": "Failed"})), false),
+            (pod("p", 0, None, json!({"phase": "Succeeded"})), false),
+        ];
+        for (p, want) in cases {
+            assert_eq!(
+                evictable(&p),
+                want,
+                "{:?} {:?}",
+                p.metadata.annotations,
+                p.spec.as_ref().unwrap().priority
+            );
+        }
+        assert_eq!(pod_request(&pods[0], "memory"), 500 * MI);
+        assert_eq!(pod_request(&pods[1], "memory"), 0);
+    }
+
+    #[test]
+    fn messages_like_upstream() {
+        let ts = thresholds(
+            "memory.available<100Mi,nodefs.available<10%,pid.available<1k",
+            "",
+            "",
+            "",
+        );
+        let o = Observations::from([
+            (
+                Signal::MemoryAvailable,
+                Observation {
+                    available: 92468 * 1024,
+                    capacity: 1 << 30,
+                },
+            ),
+            (
+                Signal::NodeFsAvailable,
+                Observation {
+                    available: 1000 * 1024 * 1024,
+                    capacity: 20 * 1024 * 1024 * 1024,
+                },
+            ),
+            (
+                Signal::PidAvailable,
+                Observation {
+                    available: 900,
+                    capacity: 32768,
+                },
+            ),
+        ]);
+        let hog = Offender {
+            container: "hog".into(),
+            usage: 300 * MI,
+            request: 0,
+        };
+        let cases = [
+            (
+                &ts[0],
+                vec![hog.clone()],
+                "The node was low on resource: memory. Threshold quantity: 100Mi, available: 92468Ki. Container hog was using 300Mi, request is 0, has larger consumption of memory. ",
+            ),
+            (
+                &ts[0],
+                vec![],
+                "The node was low on resource: memory. Threshold quantity: 100Mi, available: 92468Ki. ",
+            ),
+            (
+                &ts[1],
+                vec![],
+                "The node was low on resource: ephemeral-storage. Threshold quantity: 2Gi, available: 1000Mi. ",
+            ),
+            (
+                &ts[2],
+                vec![],
+                "The node was low on resource: pids. Threshold quantity: 1k, available: 900. ",
+            ),
+        ];
+        for (t, off, want) in cases {
+            assert_eq!(eviction_message(t, &o, &off), want);
+        }
+        for (v, bytes, want) in [
+            (1536, true, "1536"),
+            (1024, true, "1Ki"),
+            (500, true, "500"),
+            (0, true, "0"),
+            (3 << 30, true, "3Gi"),
+            (32000, false, "32k"),
+        ] {
+            assert_eq!(format_amount(v, bytes), want);
+        }
+        assert_eq!(
+            condition_texts(PressureKind::Memory, true),
+            (
+                "MemoryPressure",
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available"
+            )
+        );
+        assert_eq!(
+            node_event_reason(PressureKind::Disk, false),
+            "NodeHasNoDiskPressure"
+        );
+    }
+}
