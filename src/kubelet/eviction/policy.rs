@@ -407,7 +407,8 @@ mod tests {
         let transition = s(60);
         let mut st = State::default();
         // (seconds, memory available, imagefs available %, memory?, disk?, reclaim signal)
-        let steps: &[(u64, i128, i128, bool, bool, Option<(Signal, bool)>)] = &[
+        type Step = (u64, i128, i128, bool, bool, Option<(Signal, bool)>);
+        let steps: &[Step] = &[
             (0, 500 * MI, 50, false, false, None),
             // soft threshold met: condition at once, eviction only after 30 s
             (10, 200 * MI, 50, true, false, None),

@@ -324,7 +324,8 @@ mod tests {
     #[test]
     fn hard_thresholds_parse_like_upstream() {
         let mi = |n: i128| n * 1024 * 1024;
-        let cases: &[(&str, Result<Vec<(Signal, Amount)>, &str>)] = &[
+        type Case<'a> = (&'a str, Result<Vec<(Signal, Amount)>, &'a str>);
+        let cases: &[Case] = &[
             (
                 "memory.available<100Mi,nodefs.available<10%",
                 Ok(vec![
