@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from conftest import ALL_KUBECTLS, Kubectl, Server, free_port, wait_for
+from conftest import ALL_KUBECTLS, SKIFF, Kubectl, Server, free_port, wait_for
 from test_agent import MKIMAGE, clean_host, node_ready, sh
 
 IMAGE = "skiff.test/busybox:1"
@@ -138,7 +138,7 @@ def test_kubelet_arg_errors_name_the_flag():
     for bad, want in [("bogus=1", "bogus"), ("eviction-hard=memory.available<lots", "eviction-hard"),
                       ("image-gc-low-threshold=90", "image-gc-low-threshold")]:
         p = subprocess.run(
-            [os.environ.get("SKIFF_BIN", "skiff"), "server", "--config", "/nonexistent.yaml",
+            [SKIFF, "server", "--config", "/nonexistent.yaml",
              "--kubelet-arg", bad],
             capture_output=True, text=True, timeout=30,
         )
