@@ -134,11 +134,13 @@ def running(k, name, ns="evict"):
     ) and p
 
 
-def test_kubelet_arg_errors_name_the_flag():
+def test_kubelet_arg_errors_name_the_flag(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("")
     for bad, want in [("bogus=1", "bogus"), ("eviction-hard=memory.available<lots", "eviction-hard"),
                       ("image-gc-low-threshold=90", "image-gc-low-threshold")]:
         p = subprocess.run(
-            [SKIFF, "server", "--config", "/nonexistent.yaml",
+            [SKIFF, "server", "--config", str(config), "--data-dir", str(tmp_path / "data"),
              "--kubelet-arg", bad],
             capture_output=True, text=True, timeout=30,
         )
