@@ -12,6 +12,7 @@ so it must not run next to another skiff agent on the same host.
 """
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -88,6 +89,7 @@ def cluster():
     srv.stop()
     clean_host(tmp, data_dir)
     srv.cleanup()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
@@ -214,8 +216,8 @@ def image_names(cluster):
     return set(ctr(cluster, "images", "ls", "-q").stdout.split())
 
 
-def test_image_gc_removes_unused_images_only(cluster, k):
-    tmp = tempfile.mkdtemp(prefix="skiff-evict-img-")
+def test_image_gc_removes_unused_images_only(cluster, k, tmp_path):
+    tmp = str(tmp_path)
     for name in ("unused", "used"):
         tar = os.path.join(tmp, f"{name}.tar")
         sh("python3", MKIMAGE, "busybox", "--name", f"skiff.test/gc-{name}:1",
