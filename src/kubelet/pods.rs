@@ -173,6 +173,7 @@ fn upsert(shared: &Arc<Shared>, workers: &Workers, pod: Pod) {
         let _ = h.pod.send(Some(pod));
         return;
     }
+    tracing::debug!(target: "skiff::startup", uid, pod = %format_pod(&pod), "new pod worker");
     let (pod_tx, pod_rx) = watch::channel(Some(pod));
     let kick = Arc::new(Notify::new());
     let (probe_tx, probe_rx) = mpsc::unbounded_channel();
