@@ -302,8 +302,12 @@ def main():
 
 
 def cleanup(tmp):
-    subprocess.run(["ip", "link", "del", "skiff0"], capture_output=True)
-    subprocess.run(["nft", "delete", "table", "ip", "skiffcni_skiff0"], capture_output=True)
+    # the bridge is shared with any other agent on this machine: leave it
+    # (and its rules) while pods of someone else are still attached
+    ports = subprocess.run(["ip", "-o", "link", "show", "master", "skiff0"], capture_output=True, text=True)
+    if not ports.stdout.strip():
+        subprocess.run(["ip", "link", "del", "skiff0"], capture_output=True)
+        subprocess.run(["nft", "delete", "table", "ip", "skiffcni_skiff0"], capture_output=True)
     if KEEP:
         print(f"  kept {tmp}")
     else:
