@@ -20,7 +20,8 @@ Budgets are printed, never asserted.
 Iteration aids (defaults run everything): `SKIFF_BENCH_ONLY=startup` runs
 section 2 only (with the cluster of section 1, no cold-start figures);
 `SKIFF_BENCH_KEEP=1` keeps the temporary directory (server.log, and
-`startup.json`: each pod's create/Running wall times) and prints its path.
+`startup.json`: each pod's wall times of kubectl create start and
+return, and Running) and prints its path.
 Set `SKIFF_LOG=info,skiff::startup=debug` for the per-step timing logs.
 """
 import json
@@ -226,13 +227,13 @@ def main():
             name = f"p{i}"
             t = time.time()
             cl.kubectl("create", "-f", "-", input=pod(name, ns))
-            created[name] = t
+            created[name] = (t, time.time())
             cl.wait(lambda: name in seen, 60, f"{name} Running")
             lat.append(seen[name] - t)
         stop.set()
         if KEEP:
             with open(os.path.join(tmp, "startup.json"), "w") as f:
-                json.dump({n: [created[n], seen[n]] for n in created}, f)
+                json.dump({n: [*created[n], seen[n]] for n in created}, f)
         sock = os.path.join(cl.data, "agent", "containerd", "containerd.sock")
         base = []
         for i in range(50):
