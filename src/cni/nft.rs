@@ -477,11 +477,12 @@ add rule ip skiffcni_skiff0 postrouting ip saddr 10.42.0.0/24 ip daddr != 10.42.
             r.extend(std::iter::repeat_n(("hostports", None), hostports));
             r
         }
-        let cases: Vec<(&str, Vec<(&str, Option<&str>)>, &BTreeSet<String>, bool)> = vec![
-            ("as rendered", full(&stamp, 0), &none, true),
-            ("with a pod's jump", full(&stamp, 1), &pod, true),
-            ("jump missing", full(&stamp, 0), &pod, false),
-            ("stale jump", full(&stamp, 1), &none, false),
+        type Rules<'a> = Vec<(&'a str, Option<&'a str>)>;
+        let cases: Vec<(&str, Rules, &BTreeSet<String>, bool)> = vec![
+            ("as rendered", full(stamp, 0), &none, true),
+            ("with a pod's jump", full(stamp, 1), &pod, true),
+            ("jump missing", full(stamp, 0), &pod, false),
+            ("stale jump", full(stamp, 1), &none, false),
             ("other config", full(old, 0), &none, false),
             ("no table", vec![], &none, false),
             (
