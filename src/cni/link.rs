@@ -174,13 +174,14 @@ pub async fn ensure_bridge(
 
 /// Creates a veth pair: `host_name` here, `peer_name` directly inside the
 /// namespace `netns` (so it never exists under a clashing name in the host).
+/// `Ok(false)`: not created, one of the names is taken (EEXIST).
 pub async fn create_veth(
     h: &Handle,
     host_name: &str,
     peer_name: &str,
     mtu: u32,
     netns: &std::fs::File,
-) -> Result<(), CniError> {
+) -> Result<bool, CniError> {
     let peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(peer_name.to_string())
         .mtu(mtu)
@@ -191,12 +192,14 @@ pub async fn create_veth(
         .mtu(mtu)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .build();
-    h.link().add(msg).execute().await.map_err(|e| {
-        CniError::netlink(
+    match h.link().add(msg).execute().await {
+        Ok(()) => Ok(true),
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(false),
+        Err(e) => Err(CniError::netlink(
             format!("cannot create veth pair {host_name}/{peer_name}"),
             e,
-        )
-    })
+        )),
+    }
 }
 
 /// Attaches a link to the bridge, sets hairpin mode and brings it up.

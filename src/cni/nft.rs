@@ -11,8 +11,11 @@
 //! - `hp_<hash>`: that container's DNAT rules, `<hash>` derived from
 //!   (container id, ifname).
 //!
-//! Invariants: every script is one atomic transaction; the base chains are
-//! flushed and refilled on every ADD, so they always match the config; DEL
+//! Invariants: every script is one atomic transaction; an ADD flushes and
+//! refills the base chains unless the listing shows them exactly as the
+//! config renders them (`base_in_place`: the last `postrouting` rule carries
+//! a stamp hashing the rendered base rules, and every base chain holds the
+//! expected number of rules), so after any ADD they match the config; DEL
 //! removes exactly the container's chain and its jump and nothing else.
 //!
 //! `127.0.0.1:hostPort` is deliberately not forwarded: that needs
@@ -53,8 +56,26 @@ fn owner_comment(container_id: &str, ifname: &str) -> String {
         .collect()
 }
 
+/// The comment on the last `postrouting` rule: a hash of the base rules the
+/// config renders, so a listing tells whether they are in place.
+pub fn base_stamp(conf: &NetConf) -> String {
+    let digest = Sha256::digest(render_base_rules(conf, None).as_bytes());
+    format!("skiff-base {}", &hex::encode(digest)[..16])
+}
+
 /// The base table with `hostports` dispatching to `pod_chains`.
 fn render_base(conf: &NetConf, pod_chains: &BTreeSet<String>) -> String {
+    let t = table_name(&conf.bridge);
+    let mut s = render_base_rules(conf, Some(&base_stamp(conf)));
+    for c in pod_chains {
+        let _ = writeln!(s, "add rule ip {t} hostports jump {c}");
+    }
+    s
+}
+
+/// The base chains and their rules (no pod jumps), the last `postrouting`
+/// rule commented with `stamp`.
+fn render_base_rules(conf: &NetConf, stamp: Option<&str>) -> String {
     let t = table_name(&conf.bridge);
     let subnet = conf.subnet;
     let mut s = String::new();
@@ -85,21 +106,57 @@ fn render_base(conf: &NetConf, pod_chains: &BTreeSet<String>) -> String {
     );
     // a pod reaching a hostPort (its own: hairpin) must see replies come back
     // through the host, so the source is rewritten
+    let comment = stamp
+        .map(|c| format!(" comment \"{c}\""))
+        .unwrap_or_default();
+    let (hairpin, egress) = if conf.ip_masq {
+        ("", comment.as_str())
+    } else {
+        (comment.as_str(), "")
+    };
     let _ = writeln!(
         s,
-        "add rule ip {t} postrouting ip saddr {subnet} ct status dnat ip daddr {subnet} masquerade"
+        "add rule ip {t} postrouting ip saddr {subnet} ct status dnat ip daddr {subnet} masquerade{hairpin}"
     );
     if conf.ip_masq {
         let inside = conf.cluster_cidr.unwrap_or(subnet);
         let _ = writeln!(
             s,
-            "add rule ip {t} postrouting ip saddr {subnet} ip daddr != {inside} ip daddr != 224.0.0.0/4 masquerade"
+            "add rule ip {t} postrouting ip saddr {subnet} ip daddr != {inside} ip daddr != 224.0.0.0/4 masquerade{egress}"
         );
     }
-    for c in pod_chains {
-        let _ = writeln!(s, "add rule ip {t} hostports jump {c}");
-    }
     s
+}
+
+/// Whether `nft -j list table` output shows the base chains exactly as
+/// `conf` renders them with `pod_chains` jumped to from `hostports`: the
+/// stamp on the last `postrouting` rule, and the rule count of every base
+/// chain. Then an ADD without port mappings has nothing to change.
+pub fn base_in_place(listing: &str, conf: &NetConf, pod_chains: &BTreeSet<String>) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(listing) else {
+        return false;
+    };
+    let Some(items) = v["nftables"].as_array() else {
+        return false;
+    };
+    let rules: Vec<&serde_json::Value> = items
+        .iter()
+        .map(|i| &i["rule"])
+        .filter(|r| r.is_object())
+        .collect();
+    let in_chain = |c: &str| -> Vec<&&serde_json::Value> {
+        rules
+            .iter()
+            .filter(|r| r["chain"].as_str() == Some(c))
+            .collect()
+    };
+    let post = in_chain("postrouting");
+    let stamp = base_stamp(conf);
+    post.len() == 1 + usize::from(conf.ip_masq)
+        && post.last().and_then(|r| r["comment"].as_str()) == Some(stamp.as_str())
+        && in_chain("prerouting").len() == 1
+        && in_chain("output").len() == 1
+        && in_chain("hostports").len() == pod_chains.len()
 }
 
 fn render_mapping(
@@ -213,6 +270,7 @@ pub fn pod_rules_in_json(listing: &str, chain: &str) -> usize {
 mod tests {
     use super::*;
     use crate::cni::config::Protocol;
+    use crate::cni::ipnet::Ipv4Net;
 
     fn conf(extra: &str) -> NetConf {
         NetConf::parse(
@@ -260,8 +318,9 @@ flush chain ip skiffcni_skiff0 hostports
 add rule ip skiffcni_skiff0 prerouting fib daddr type local jump hostports
 add rule ip skiffcni_skiff0 output fib daddr type local jump hostports
 add rule ip skiffcni_skiff0 postrouting ip saddr 10.42.0.0/24 ct status dnat ip daddr 10.42.0.0/24 masquerade
-add rule ip skiffcni_skiff0 postrouting ip saddr 10.42.0.0/24 ip daddr != 10.42.0.0/16 ip daddr != 224.0.0.0/4 masquerade
-";
+add rule ip skiffcni_skiff0 postrouting ip saddr 10.42.0.0/24 ip daddr != 10.42.0.0/16 ip daddr != 224.0.0.0/4 masquerade comment \"STAMP\"
+"
+        .replace("STAMP", &base_stamp(&c));
         assert_eq!(s, want);
         // no masquerade rule for egress when ipMasq is off; the subnet bounds it without clusterCIDR
         let s = render_add(
@@ -361,6 +420,97 @@ add rule ip skiffcni_skiff0 postrouting ip saddr 10.42.0.0/24 ip daddr != 10.42.
                  flush chain ip skiffcni_skiff0 {mine}\ndelete chain ip skiffcni_skiff0 {mine}\n"
             )
         );
+    }
+
+    #[test]
+    fn stamps_follow_the_config() {
+        let a = base_stamp(&conf(""));
+        assert!(a.starts_with("skiff-base ") && a.len() == 11 + 16, "{a}");
+        assert_eq!(a, base_stamp(&conf("")));
+        assert_ne!(a, base_stamp(&conf(r#","ipMasq":false"#)));
+        let mut other = conf("");
+        other.cluster_cidr = Some(Ipv4Net::parse("10.0.0.0/8").unwrap());
+        assert_ne!(a, base_stamp(&other));
+        // without ipMasq the stamp sits on the hairpin rule, still the last one
+        let s = render_add(
+            &conf(r#","ipMasq":false"#),
+            &BTreeSet::new(),
+            "abc",
+            "eth0",
+            "10.42.0.5".parse().unwrap(),
+        );
+        assert!(s.trim_end().ends_with(&format!(
+            "masquerade comment \"{}\"",
+            base_stamp(&conf(r#","ipMasq":false"#))
+        )));
+    }
+
+    /// A listing of the table: `(chain, comment)` per rule.
+    fn listing(rules: &[(&str, Option<&str>)]) -> String {
+        let mut items = vec![serde_json::json!({"metainfo": {"version": "1.0.6"}})];
+        for (chain, comment) in rules {
+            let mut r = serde_json::json!({"family": "ip", "table": "skiffcni_skiff0",
+                "chain": chain, "handle": 2, "expr": []});
+            if let Some(c) = comment {
+                r["comment"] = serde_json::json!(c);
+            }
+            items.push(serde_json::json!({"rule": r}));
+        }
+        serde_json::json!({"nftables": items}).to_string()
+    }
+
+    #[test]
+    fn base_in_place_table() {
+        let c = conf("");
+        let stamp = base_stamp(&c);
+        let stamp = stamp.as_str();
+        let old = "skiff-base 0000000000000000";
+        let pod: BTreeSet<String> = [pod_chain("x", "eth0")].into();
+        let none = BTreeSet::new();
+        fn full(post_comment: &str, hostports: usize) -> Vec<(&str, Option<&str>)> {
+            let mut r = vec![
+                ("prerouting", None),
+                ("output", None),
+                ("postrouting", None),
+                ("postrouting", Some(post_comment)),
+            ];
+            r.extend(std::iter::repeat_n(("hostports", None), hostports));
+            r
+        }
+        type Rules<'a> = Vec<(&'a str, Option<&'a str>)>;
+        let cases: Vec<(&str, Rules, &BTreeSet<String>, bool)> = vec![
+            ("as rendered", full(stamp, 0), &none, true),
+            ("with a pod's jump", full(stamp, 1), &pod, true),
+            ("jump missing", full(stamp, 0), &pod, false),
+            ("stale jump", full(stamp, 1), &none, false),
+            ("other config", full(old, 0), &none, false),
+            ("no table", vec![], &none, false),
+            (
+                "prerouting flushed",
+                vec![
+                    ("output", None),
+                    ("postrouting", None),
+                    ("postrouting", Some(stamp)),
+                ],
+                &none,
+                false,
+            ),
+            (
+                "stamp not last",
+                vec![
+                    ("prerouting", None),
+                    ("output", None),
+                    ("postrouting", Some(stamp)),
+                    ("postrouting", None),
+                ],
+                &none,
+                false,
+            ),
+        ];
+        for (what, rules, pods, want) in cases {
+            assert_eq!(base_in_place(&listing(&rules), &c, pods), want, "{what}");
+        }
+        assert!(!base_in_place("garbage", &c, &none));
     }
 
     #[test]

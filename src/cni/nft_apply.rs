@@ -111,7 +111,9 @@ fn with_lock<T>(dir: &Path, f: impl FnOnce() -> Result<T, CniError>) -> Result<T
     f()
 }
 
-/// Installs the base rules and the container's port mappings.
+/// Installs the base rules and the container's port mappings. Without
+/// mappings, and with the base rules already as the config renders them,
+/// nothing is applied (the common pod: one `nft` run instead of two).
 pub fn add_container(
     conf: &NetConf,
     container_id: &str,
@@ -121,6 +123,14 @@ pub fn add_container(
     with_lock(&conf.state_dir(), || {
         let listing = list_table(&nft::table_name(&conf.bridge))?;
         let existing = pod_chains(listing.as_deref())?;
+        if conf.port_mappings.is_empty()
+            && !existing.contains(&nft::pod_chain(container_id, ifname))
+            && listing
+                .as_deref()
+                .is_some_and(|l| nft::base_in_place(l, conf, &existing))
+        {
+            return Ok(());
+        }
         apply(&nft::render_add(
             conf,
             &existing,

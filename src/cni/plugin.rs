@@ -69,18 +69,33 @@ fn add_with_ip(
     let host_veth = host_veth_name(&env.container_id, &env.ifname);
     enable_ip_forward()?;
 
-    // a repeated ADD starts from scratch: drop the pod end of an earlier pair
+    // a repeated ADD starts from scratch: the host end of an earlier pair is
+    // deleted (taking its pod end along); a pod end still there under our
+    // name (another link) is dropped only when creating the pair finds it,
+    // so the common ADD enters the namespace once
     let ifname = env.ifname.clone();
-    netns::in_netns(ns, async |h| link::delete(&h, &ifname).await)?;
-
-    let (bridge, host) = netns::in_host(async |h| {
+    let host_side = async |h: rtnetlink::Handle| {
         let bridge =
             link::ensure_bridge(&h, &conf.bridge, conf.mtu, conf.subnet.with_addr(gateway)).await?;
         link::delete(&h, &host_veth).await?;
-        link::create_veth(&h, &host_veth, &env.ifname, conf.mtu, ns).await?;
+        if !link::create_veth(&h, &host_veth, &env.ifname, conf.mtu, ns).await? {
+            return Ok(None);
+        }
         let host = link::attach_to_bridge(&h, &host_veth, bridge.index, conf.hairpin_mode).await?;
-        Ok((bridge, host))
-    })?;
+        Ok(Some((bridge, host)))
+    };
+    let (bridge, host) = match netns::in_host(host_side)? {
+        Some(v) => v,
+        None => {
+            netns::in_netns(ns, async |h| link::delete(&h, &ifname).await)?;
+            netns::in_host(host_side)?.ok_or_else(|| {
+                CniError::netlink(
+                    format!("cannot create veth pair {host_veth}/{ifname}"),
+                    "File exists",
+                )
+            })?
+        }
+    };
 
     let pod = netns::in_netns(ns, async |h| {
         link::configure_pod_interface(&h, &ifname, pod_addr, gateway).await

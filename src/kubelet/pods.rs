@@ -18,6 +18,7 @@
 
 mod container;
 pub mod dev;
+mod events;
 mod runtime;
 mod sandbox;
 mod worker;
@@ -67,8 +68,12 @@ type Workers = Arc<Mutex<HashMap<String, Handle>>>;
 
 /// How often every pod is synced even when nothing happened.
 pub const RESYNC: Duration = Duration::from_secs(10);
-/// How often the runtime is relisted to notice container exits.
+/// How often the runtime is relisted to notice container exits while
+/// containerd's event stream is down.
 const RELIST: Duration = Duration::from_secs(1);
+/// How often it is relisted while events flow (a resync for anything the
+/// stream cannot tell, e.g. a container removed behind our back).
+const RELIST_WITH_EVENTS: Duration = Duration::from_secs(10);
 /// How often orphaned sandboxes are looked for.
 const ORPHAN_SWEEP: Duration = Duration::from_secs(60);
 
@@ -173,6 +178,7 @@ fn upsert(shared: &Arc<Shared>, workers: &Workers, pod: Pod) {
         let _ = h.pod.send(Some(pod));
         return;
     }
+    tracing::debug!(target: "skiff::startup", uid, pod = %format_pod(&pod), "new pod worker");
     let (pod_tx, pod_rx) = watch::channel(Some(pod));
     let kick = Arc::new(Notify::new());
     let (probe_tx, probe_rx) = mpsc::unbounded_channel();
@@ -194,14 +200,53 @@ fn upsert(shared: &Arc<Shared>, workers: &Workers, pod: Pod) {
 }
 
 /// Wake the worker of every pod whose containers changed state (the
-/// kubelet's PLEG, by polling: containerd 1.6 has no CRI event stream).
+/// kubelet's PLEG): a CRI relist at once when containerd's event stream
+/// announces a task start or exit (containerd 1.6 has no CRI event stream),
+/// else every `RELIST` (stream down) or `RELIST_WITH_EVENTS` (stream up).
 async fn relist(shared: Arc<Shared>, workers: Workers) {
+    let mut events = events::spawn(shared.ctx.cri.socket.clone());
+    let mut streaming = false;
+    let mut open = true;
+    let mut pending = events::Pending::default();
+    let mut next_poll = tokio::time::Instant::now() + RELIST;
     let mut last: HashMap<String, Vec<(String, i32)>> = HashMap::new();
     loop {
-        tokio::time::sleep(RELIST).await;
+        let wake = match pending.retry_in() {
+            Some(d) => next_poll.min(tokio::time::Instant::now() + d),
+            None => next_poll,
+        };
+        let mut first = None;
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            sig = events.recv(), if open => match sig {
+                Some(s) => first = Some(s),
+                None => open = false,
+            },
+        }
+        // take everything already queued: one relist for a burst
+        while let Some(sig) = first.take().or_else(|| events.try_recv().ok()) {
+            match sig {
+                events::Signal::Up => streaming = true,
+                events::Signal::Down => streaming = false,
+                events::Signal::Changed { id, want } => pending.note(id, want),
+            }
+        }
+        streaming &= open;
+        next_poll = tokio::time::Instant::now()
+            + if streaming {
+                RELIST_WITH_EVENTS
+            } else {
+                RELIST
+            };
         let Ok(states) = runtime::container_states(&shared.ctx.cri).await else {
             continue;
         };
+        pending.settle(
+            &states
+                .iter()
+                .map(|(_, id, st)| (id.as_str(), *st))
+                .collect(),
+        );
         let mut now: HashMap<String, Vec<(String, i32)>> = HashMap::new();
         for (uid, id, state) in states {
             now.entry(uid).or_default().push((id, state));

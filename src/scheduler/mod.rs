@@ -508,7 +508,15 @@ impl Scheduler {
                 let recorder = self.recorder.clone();
                 let tx = self.done_tx.clone();
                 tokio::spawn(async move {
+                    let started = std::time::Instant::now();
                     let result = bind(&client, &pod, &node, &wffc).await;
+                    tracing::debug!(
+                        target: "skiff::startup",
+                        pod = %queue::queue_key(&pod),
+                        uid = pod.metadata.uid.as_deref().unwrap_or_default(),
+                        ms = started.elapsed().as_secs_f64() * 1e3,
+                        "bound"
+                    );
                     if result.is_ok() {
                         recorder.record(
                             &*pod,

@@ -122,7 +122,7 @@ def node_ready(k, name=NODE):
         return False
     node = json.loads(p.stdout)
     return any(
-        c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", [])
+        c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", [])
     ) and node
 
 

@@ -62,6 +62,37 @@ struct Worker {
     last_pod: Option<Arc<Pod>>,
     last_patched: Option<serde_json::Value>,
     next_wake: Option<Duration>,
+    lap: Lap,
+}
+
+/// Step timing of a sync, logged at debug under target `skiff::startup`
+/// (`SKIFF_LOG=info,skiff::startup=debug`): where pod startup time goes.
+struct Lap(std::sync::Mutex<(Instant, Instant)>);
+
+impl Lap {
+    fn new() -> Self {
+        let now = Instant::now();
+        Lap(std::sync::Mutex::new((now, now)))
+    }
+
+    fn reset(&self) {
+        let now = Instant::now();
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = (now, now);
+    }
+
+    fn mark(&self, uid: &str, step: &str) {
+        let now = Instant::now();
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (start, last) = *g;
+        tracing::debug!(
+            target: "skiff::startup",
+            uid,
+            step,
+            ms = (now - last).as_secs_f64() * 1e3,
+            total_ms = (now - start).as_secs_f64() * 1e3,
+        );
+        g.1 = now;
+    }
 }
 
 pub(super) async fn run(shared: Arc<Shared>, uid: String, mut inbox: Inbox) {
@@ -75,6 +106,7 @@ pub(super) async fn run(shared: Arc<Shared>, uid: String, mut inbox: Inbox) {
         last_pod: None,
         last_patched: None,
         next_wake: None,
+        lap: Lap::new(),
     };
     loop {
         let current = inbox.pod.borrow_and_update().clone();
@@ -190,6 +222,7 @@ impl Worker {
 
     async fn sync(&mut self, pod: &Arc<Pod>) {
         let cri = self.ctx().cri.clone();
+        self.lap.reset();
         let mut rt = match runtime::observe(&cri, &self.uid).await {
             Ok(rt) => rt,
             Err(e) => {
@@ -198,6 +231,7 @@ impl Worker {
                 return;
             }
         };
+        self.lap.mark(&self.uid, "observe");
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let terminal = matches!(phase, Some("Succeeded" | "Failed"));
         let acted = if terminal {
@@ -216,9 +250,11 @@ impl Worker {
                 Ok(r) => rt = r,
                 Err(e) => tracing::warn!("kubelet: pod {}: {e}", format_pod(pod)),
             }
+            self.lap.mark(&self.uid, "re-observe");
         }
         self.fill_messages(pod, &mut rt);
         self.report(pod, &rt).await;
+        self.lap.mark(&self.uid, "report");
         self.restart_backoff.gc(now_nanos());
     }
 
@@ -298,6 +334,7 @@ impl Worker {
                 return acted;
             }
         };
+        self.lap.mark(&self.uid, "volumes");
 
         let (sandbox_id, sandbox_cfg, pod_ips) = match plan.create_sandbox {
             Some(attempt) => {
@@ -313,6 +350,7 @@ impl Worker {
                         runtime_handler: String::new(),
                     })
                     .await;
+                self.lap.mark(&self.uid, "run_pod_sandbox");
                 let id = match res {
                     Ok(r) => r.into_inner().pod_sandbox_id,
                     Err(e) => {
@@ -345,6 +383,7 @@ impl Worker {
                         .unwrap_or_default(),
                     Err(_) => Vec::new(),
                 };
+                self.lap.mark(&self.uid, "sandbox_status");
                 (id, cfg, ips)
             }
             None => {
@@ -640,6 +679,7 @@ impl Worker {
         let cri = self.ctx().cri.clone();
         let who = Some((c.name.as_str(), init));
         let image = self.ensure_image(pod, c, init, sandbox_cfg).await?;
+        self.lap.mark(&self.uid, "image");
         let config_error = |w: &Worker, msg: String| {
             w.event(pod, who, Kind::Warning, "Failed", &format!("Error: {msg}"));
             ("CreateContainerConfigError".to_string(), msg)
@@ -653,6 +693,7 @@ impl Worker {
             Ok(e) => e,
             Err(m) => return Err(config_error(self, m)),
         };
+        self.lap.mark(&self.uid, "env");
         let mut mounts = match prepared.mounts_for(c) {
             Ok(m) => m,
             Err(e) => return Err(config_error(self, e.to_string())),
@@ -705,6 +746,7 @@ impl Worker {
                 node_memory_bytes: self.shared.node_memory_bytes,
             },
         );
+        self.lap.mark(&self.uid, "mounts");
         let created = cri
             .runtime
             .clone()
@@ -714,6 +756,7 @@ impl Worker {
                 sandbox_config: Some(sandbox_cfg.clone()),
             })
             .await;
+        self.lap.mark(&self.uid, "create_container");
         let id = match created {
             Ok(r) => r.into_inner().container_id,
             Err(e) => {
@@ -741,6 +784,7 @@ impl Worker {
             self.event(pod, who, Kind::Warning, "Failed", &format!("Error: {msg}"));
             return Err(("RunContainerError".into(), msg));
         }
+        self.lap.mark(&self.uid, "start_container");
         self.event(
             pod,
             who,
