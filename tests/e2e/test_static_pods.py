@@ -14,6 +14,7 @@ can run next to other agents' tests. Needs root and containerd.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -156,6 +157,7 @@ def cluster():
         if mnt.startswith(tmp):
             sh("umount", "-l", mnt, check=False)
     srv.cleanup()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
