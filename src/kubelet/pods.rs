@@ -119,8 +119,7 @@ pub async fn run(ctx: Arc<KubeletContext>) {
     tokio::spawn(relist(shared.clone(), workers.clone()));
 
     // static pods first: they must be known before the API list ends
-    let mut scanner =
-        static_pods::Scanner::new(ctx.cfg.pod_manifests_dir(), &ctx.cfg.node_name);
+    let mut scanner = static_pods::Scanner::new(ctx.cfg.pod_manifests_dir(), &ctx.cfg.node_name);
     scanner.scan();
     let (static_tx, mut static_rx) = watch::channel(Arc::new(scanner.pods()));
     tokio::spawn(static_pods::watch_dir(scanner, static_tx));

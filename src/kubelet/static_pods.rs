@@ -142,7 +142,10 @@ pub fn static_pod(doc: &Value, file: &str, node: &str, seen: &str) -> Result<Pod
     }
     let uid = static_uid(doc, file, node);
     let mut v = doc.clone();
-    let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = v["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if name.is_empty() {
         return Err(invalid(file, "metadata.name: Required value"));
     }
@@ -163,7 +166,12 @@ pub fn static_pod(doc: &Value, file: &str, node: &str, seen: &str) -> Result<Pod
         meta.insert("namespace".into(), json!("default"));
     }
     meta.insert("uid".into(), json!(uid));
-    for k in ["resourceVersion", "generation", "creationTimestamp", "selfLink"] {
+    for k in [
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "selfLink",
+    ] {
         meta.remove(k);
     }
     let ann = meta
@@ -474,7 +482,6 @@ pub async fn mirror_loop(ctx: Arc<KubeletContext>, mut statics: watch::Receiver<
     let all: Api<Pod> = Api::all(ctx.client.clone());
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
-    let mut node_uid: Option<String> = None;
     let mut patched: HashMap<String, Value> = HashMap::new();
     let mut last_error: HashMap<String, String> = HashMap::new();
     loop {
@@ -497,19 +504,6 @@ pub async fn mirror_loop(ctx: Arc<KubeletContext>, mut statics: watch::Receiver<
                 }
             })
             .collect();
-        if node_uid.is_none() {
-            match nodes.get_opt(&node).await {
-                Ok(Some(n)) => node_uid = n.metadata.uid,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::debug!("static pods: reading node {node}: {e}");
-                    continue;
-                }
-            }
-        }
-        let Some(nuid) = node_uid.as_deref() else {
-            continue;
-        };
         let mirrors: Vec<Pod> = match all.list(&lp).await {
             Ok(l) => l.items.into_iter().filter(is_mirror).collect(),
             Err(e) => {
@@ -522,7 +516,25 @@ pub async fn mirror_loop(ctx: Arc<KubeletContext>, mut statics: watch::Receiver<
                 .iter()
                 .any(|m| m.metadata.uid.as_deref() == Some(uid))
         });
-        for action in plan_mirrors(&wanted, &mirrors, &patched, &node, nuid) {
+        let mut actions = plan_mirrors(&wanted, &mirrors, &patched, &node, "");
+        if actions
+            .iter()
+            .any(|a| matches!(a, MirrorAction::Create(..)))
+        {
+            // the owner is the Node as it is now (it may have been re-created)
+            match nodes.get_opt(&node).await {
+                Ok(Some(n)) => {
+                    let uid = n.metadata.uid.unwrap_or_default();
+                    actions = plan_mirrors(&wanted, &mirrors, &patched, &node, &uid);
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::debug!("static pods: reading node {node}: {e}");
+                    continue;
+                }
+            }
+        }
+        for action in actions {
             let (key, result) = run_action(&ctx.client, action, &mut patched).await;
             match result {
                 Ok(()) => {

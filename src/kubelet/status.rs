@@ -554,7 +554,11 @@ mod tests {
             ("exactly at the deadline", Some(30), true, Some(0)),
             ("past", Some(10), true, Some(-20)),
         ] {
-            assert_eq!(active_deadline_left(&mk(deadline, started), now), want, "{what}");
+            assert_eq!(
+                active_deadline_left(&mk(deadline, started), now),
+                want,
+                "{what}"
+            );
         }
         let mut st = PodStatus::default();
         mark_deadline_exceeded(&mut st);

@@ -108,7 +108,9 @@ fn bad_manifests_name_the_file() {
         ("/m/f.yaml", "- 1\n- 2\n", "not an object"),
     ];
     for (file, text, want) in cases {
-        let e = pods_from_file(file, text, "n1", "s").unwrap_err().to_string();
+        let e = pods_from_file(file, text, "n1", "s")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(file), "{e}");
         assert!(e.contains(want), "{file}: {e}");
     }
@@ -167,8 +169,21 @@ fn mirror_plans() {
     orphan.metadata.name = Some("gone-n1".into());
     let done: HashMap<String, Value> = HashMap::from([("m1".to_string(), st.clone())]);
     let none = HashMap::new();
-    let cases: Vec<(&str, Vec<Pod>, Vec<Pod>, &HashMap<String, Value>, Vec<&str>)> = vec![
-        ("no mirror yet: create", vec![s.clone()], vec![], &none, vec!["create web-n1"]),
+    type Case<'a> = (
+        &'a str,
+        Vec<Pod>,
+        Vec<Pod>,
+        &'a HashMap<String, Value>,
+        Vec<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "no mirror yet: create",
+            vec![s.clone()],
+            vec![],
+            &none,
+            vec!["create web-n1"],
+        ),
         (
             "mirror without status: write it",
             vec![s.clone()],
@@ -228,7 +243,11 @@ fn scanner_follows_files() {
     std::fs::write(dir.path().join("zz.yml"), WEB).unwrap();
     assert!(sc.scan());
     assert_eq!(sc.pods().len(), 1);
-    std::fs::write(dir.path().join("web.yaml"), WEB.replace("busybox:1", "busybox:22")).unwrap();
+    std::fs::write(
+        dir.path().join("web.yaml"),
+        WEB.replace("busybox:1", "busybox:22"),
+    )
+    .unwrap();
     assert!(sc.scan());
     let now = sc.pods();
     assert_ne!(now[0].metadata.uid, uid);
