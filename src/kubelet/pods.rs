@@ -238,6 +238,8 @@ fn upsert(shared: &Arc<Shared>, workers: &Workers, pod: Pod) {
 #[derive(Default)]
 struct StaticSet {
     uids: HashSet<String>,
+    /// Static pods told to stop whose workers may still be running.
+    stopping: HashSet<String>,
     pending: Vec<Pod>,
 }
 
@@ -250,6 +252,7 @@ impl StaticSet {
             for uid in self.uids.difference(&want) {
                 if let Some(h) = map.get(uid) {
                     let _ = h.pod.send(None);
+                    self.stopping.insert(uid.clone());
                 }
             }
         }
@@ -260,11 +263,15 @@ impl StaticSet {
 
     /// Start (or update) every pending pod whose name is free.
     fn start_pending(&mut self, shared: &Arc<Shared>, workers: &Workers) {
-        let busy: HashMap<String, String> = lock(workers)
-            .iter()
-            .filter(|(_, h)| !h.join.is_finished())
-            .map(|(uid, h)| (h.name.clone(), uid.clone()))
-            .collect();
+        let busy: HashSet<String> = {
+            let map = lock(workers);
+            self.stopping
+                .retain(|uid| map.get(uid).is_some_and(|h| !h.join.is_finished()));
+            self.stopping
+                .iter()
+                .filter_map(|uid| Some(map.get(uid)?.name.clone()))
+                .collect()
+        };
         let mut still = Vec::new();
         for p in std::mem::take(&mut self.pending) {
             let Some(uid) = p.metadata.uid.clone() else {
@@ -275,7 +282,8 @@ impl StaticSet {
                 p.metadata.namespace.as_deref().unwrap_or_default(),
                 p.metadata.name.as_deref().unwrap_or_default()
             );
-            if busy.get(&name).is_some_and(|u| *u != uid) {
+            // also the same uid: a stopping worker would drop the update
+            if busy.contains(&name) {
                 still.push(p);
                 continue;
             }

@@ -577,8 +577,9 @@ async fn run_action(
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
             let created = match api.create(&PostParams::default(), &pod).await {
                 Ok(p) => p,
-                // the old one is still going away
-                Err(kube::Error::Api(e)) if e.code == 409 => return (key, Ok(())),
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    return (key, Err("another pod of that name exists".into()));
+                }
                 Err(e) => return (key, Err(format!("creating: {e}"))),
             };
             tracing::info!("static pods: created mirror pod {key}");
