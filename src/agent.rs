@@ -8,8 +8,10 @@
 //!    `--container-runtime-endpoint` (`containerd`);
 //! 3. images: import the built-in pause image and `<agent-dir>/images/*.tar`
 //!    (`images`);
-//! 4. kubelet: register the Node, wait for its podCIDR, write the CNI
-//!    config, then run pod workers and the kubelet HTTPS server (`kubelet`).
+//! 4. kubelet: register the Node, start the kubelet HTTPS server and the
+//!    pod workers (static pods run from their files whether or not the API
+//!    answers), wait for the node's podCIDR and write the CNI config
+//!    (`kubelet`).
 
 pub mod containerd;
 pub mod images;
@@ -288,16 +290,30 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| AgentError::KubeletServer(format!("listening on {addr}: {e}")))?;
+    let running = crate::kubelet::running::RunningPods::default();
     tasks.push(tokio::spawn(crate::kubelet::server::serve(
         listener,
         tls,
         cri.clone(),
         cfg.clone(),
+        running.clone(),
         creds.client_ca_pem.clone(),
         stop.clone(),
     )));
 
-    // 5. pod network: the node's podCIDR becomes the CNI config
+    // 5. pod workers: static pods run from their files even while the API
+    // server cannot be reached (API pods wait for the network below)
+    let ctx = Arc::new(crate::kubelet::pods::KubeletContext {
+        recorder: crate::controllers::events::Recorder::new(client.clone(), "kubelet")
+            .with_host(&cfg.node_name),
+        client: client.clone(),
+        cri: cri.clone(),
+        cfg: cfg.clone(),
+        running,
+    });
+    let pods = tokio::spawn(crate::kubelet::pods::run(ctx.clone()));
+
+    // 6. pod network: the node's podCIDR becomes the CNI config
     let pod_cidr = match crate::kubelet::node::wait_for_pod_cidr(
         &client,
         &cfg.node_name,
@@ -308,6 +324,7 @@ pub async fn run(
         Ok(c) => c,
         Err(e) => {
             tracing::info!("agent stopping before the node got a podCIDR: {e}");
+            pods.abort();
             return Ok(());
         }
     };
@@ -350,16 +367,6 @@ pub async fn run(
         cfg.node_name,
         started.elapsed()
     );
-
-    // 6. pod workers
-    let ctx = Arc::new(crate::kubelet::pods::KubeletContext {
-        recorder: crate::controllers::events::Recorder::new(client.clone(), "kubelet")
-            .with_host(&cfg.node_name),
-        client,
-        cri,
-        cfg,
-    });
-    let pods = tokio::spawn(crate::kubelet::pods::run(ctx.clone()));
 
     // 7. image GC and node-pressure eviction
     let gc = crate::kubelet::imagegc::ImageGc::new(

@@ -128,7 +128,11 @@ pub async fn service_account(
         return Ok(());
     };
     if obj["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string() {
-        return Ok(());
+        // a mirror pod's spec is the kubelet's static pod: never touched
+        return match obj.get("spec").and_then(mirror_pod_violation) {
+            Some(why) => Err(forbidden(res, obj, why)),
+            None => Ok(()),
+        };
     }
     let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
         return Ok(());
@@ -161,6 +165,54 @@ pub async fn service_account(
     };
     inject_api_access(spec, sa_automount, &suffix);
     Ok(())
+}
+
+/// Why a mirror pod spec may not be admitted, as upstream: a static pod
+/// cannot use the API credentials a service account or a secret carries.
+fn mirror_pod_violation(spec: &Value) -> Option<&'static str> {
+    let named = |v: &Value| v.as_str().is_some_and(|s| !s.is_empty());
+    if named(&spec["serviceAccountName"]) || named(&spec["serviceAccount"]) {
+        return Some("a mirror pod may not reference service accounts");
+    }
+    let volumes = spec["volumes"].as_array().into_iter().flatten();
+    for v in volumes {
+        if v.get("secret").is_some() {
+            return Some("a mirror pod may not reference secrets");
+        }
+        for src in v["projected"]["sources"].as_array().into_iter().flatten() {
+            if src.get("secret").is_some() {
+                return Some("a mirror pod may not reference secrets");
+            }
+            if src.get("serviceAccountToken").is_some() {
+                return Some("a mirror pod may not use ServiceAccountToken volume projections");
+            }
+        }
+    }
+    let containers = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|k| spec[*k].as_array().into_iter().flatten());
+    for c in containers {
+        let env_secret = c["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["valueFrom"].get("secretKeyRef").is_some());
+        let env_from_secret = c["envFrom"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e.get("secretRef").is_some());
+        if env_secret || env_from_secret {
+            return Some("a mirror pod may not reference secrets");
+        }
+    }
+    if spec["imagePullSecrets"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Some("a mirror pod may not reference secrets");
+    }
+    None
 }
 
 /// Pure part of [`service_account`]: adds the volume and the mounts.
@@ -383,6 +435,35 @@ mod tests {
                 .as_str()
                 .is_some_and(|s| s.starts_with("LimitRanger plugin set: cpu request"))
         );
+    }
+
+    #[test]
+    fn mirror_pods_may_not_reference_credentials() {
+        for (spec, want) in [
+            (json!({"containers": [{"name": "a", "image": "i"}]}), None),
+            (
+                json!({"serviceAccountName": "default", "containers": []}),
+                Some("a mirror pod may not reference service accounts"),
+            ),
+            (
+                json!({"volumes": [{"name": "s", "secret": {"secretName": "x"}}]}),
+                Some("a mirror pod may not reference secrets"),
+            ),
+            (
+                json!({"volumes": [{"name": "p", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}]}),
+                Some("a mirror pod may not use ServiceAccountToken volume projections"),
+            ),
+            (
+                json!({"containers": [{"name": "a", "envFrom": [{"secretRef": {"name": "x"}}]}]}),
+                Some("a mirror pod may not reference secrets"),
+            ),
+            (
+                json!({"volumes": [{"name": "c", "configMap": {"name": "x"}}]}),
+                None,
+            ),
+        ] {
+            assert_eq!(mirror_pod_violation(&spec), want, "{spec}");
+        }
     }
 
     #[test]

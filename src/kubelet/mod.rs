@@ -8,7 +8,10 @@
 //! - sandbox and container labels `io.kubernetes.pod.name`,
 //!   `io.kubernetes.pod.namespace`, `io.kubernetes.pod.uid`, and on
 //!   containers `io.kubernetes.container.name`;
-//! - container annotation `io.kubernetes.container.restartCount`;
+//! - container annotations `io.kubernetes.container.restartCount` and
+//!   `io.kubernetes.container.hash` (`plan::container_hash` of the spec the
+//!   instance was created from; a running instance whose hash differs from
+//!   the pod's current spec is killed and recreated);
 //! - the sandbox `log_directory` is `<pod-logs>/<ns>_<name>_<uid>` and a
 //!   container's `log_path` is `<container>/<restartCount>.log`;
 //! - the most recent exited instance of a container is kept until its
@@ -23,8 +26,10 @@ pub mod node;
 pub mod plan;
 pub mod pods;
 pub mod probes;
+pub mod running;
 pub mod server;
 pub mod settings;
+pub mod static_pods;
 pub mod status;
 pub mod volumes;
 
@@ -35,4 +40,5 @@ pub mod labels {
     pub const POD_UID: &str = "io.kubernetes.pod.uid";
     pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
     pub const RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
+    pub const CONTAINER_HASH: &str = "io.kubernetes.container.hash";
 }

@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 
 /// State of a container instance as CRI reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +44,9 @@ pub struct ObservedContainer {
     pub message: String,
     pub image: String,
     pub image_ref: String,
+    /// From the `io.kubernetes.container.hash` annotation; empty when the
+    /// instance predates it (then it never counts as changed).
+    pub hash: String,
 }
 
 /// One sandbox of the pod, from `ListPodSandbox`/`PodSandboxStatus`.
@@ -90,6 +93,31 @@ impl PodRuntime {
 pub enum KillReason {
     Liveness,
     Startup,
+    /// The container's spec (e.g. its image) no longer hashes to what the
+    /// running instance was created from.
+    SpecChanged,
+}
+
+/// Hash of a container's spec as the kubelet records it in the
+/// `io.kubernetes.container.hash` annotation (FNV-1a 32 of its JSON, hex).
+/// `resources` and `resizePolicy` are left out: resizing is not a
+/// definition change that restarts a container.
+pub fn container_hash(c: &Container) -> String {
+    let mut c = c.clone();
+    c.resources = None;
+    c.resize_policy = None;
+    let bytes = serde_json::to_vec(&c).unwrap_or_default();
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{h:x}")
+}
+
+/// Whether a running instance was created from another definition than `spec`.
+pub fn spec_changed(spec: &Container, running: &ObservedContainer) -> bool {
+    !running.hash.is_empty() && running.hash != container_hash(spec)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -300,7 +328,10 @@ pub fn plan(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> Plan {
         if let Some(s) = latest
             && s.state == CState::Running
         {
-            let reason = if probes.startup_failed.contains(&s.id) {
+            let changed = spec_changed(c, s);
+            let reason = if changed {
+                Some(KillReason::SpecChanged)
+            } else if probes.startup_failed.contains(&s.id) {
                 Some(KillReason::Startup)
             } else if probes.liveness_failed.contains(&s.id) {
                 Some(KillReason::Liveness)
@@ -310,7 +341,8 @@ pub fn plan(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> Plan {
             match reason {
                 Some(r) => {
                     plan.kill.push((s.id.clone(), c.name.clone(), r));
-                    if policy != "Never" {
+                    // a changed definition restarts whatever the policy
+                    if policy != "Never" || changed {
                         plan.start.push(ToStart {
                             name: c.name.clone(),
                             init: false,
@@ -481,6 +513,7 @@ mod tests {
             message: String::new(),
             image: "i".into(),
             image_ref: "sha256:x".into(),
+            hash: String::new(),
         }
     }
 
@@ -686,6 +719,84 @@ mod tests {
         let p = plan(&pod("Never", &[], &["a"]), &r, &v);
         assert_eq!(p.kill.len(), 1);
         assert!(p.start.is_empty());
+    }
+
+    #[test]
+    fn changed_definition_kills_and_restarts() {
+        let p = pod("Always", &[], &["a"]);
+        let spec = &p.spec.as_ref().unwrap().containers[0];
+        let mut newer = spec.clone();
+        newer.image = Some("other:2".into());
+        let mut resized = spec.clone();
+        resized.resources = Some(Default::default());
+        struct Case {
+            what: &'static str,
+            policy: &'static str,
+            hash: String,
+            kill: Option<KillReason>,
+            start: Vec<(&'static str, i32)>,
+        }
+        let cases = vec![
+            Case {
+                what: "same hash: keep",
+                policy: "Always",
+                hash: container_hash(spec),
+                kill: None,
+                start: vec![],
+            },
+            Case {
+                what: "no hash (older instance): keep",
+                policy: "Always",
+                hash: String::new(),
+                kill: None,
+                start: vec![],
+            },
+            Case {
+                what: "resources only: keep",
+                policy: "Always",
+                hash: container_hash(&resized),
+                kill: None,
+                start: vec![],
+            },
+            Case {
+                what: "other image: kill and restart",
+                policy: "Always",
+                hash: container_hash(&newer),
+                kill: Some(KillReason::SpecChanged),
+                start: vec![("a", 1)],
+            },
+            Case {
+                what: "Never still restarts a changed definition",
+                policy: "Never",
+                hash: container_hash(&newer),
+                kill: Some(KillReason::SpecChanged),
+                start: vec![("a", 1)],
+            },
+        ];
+        for c in cases {
+            let mut running = ctr("a", 0, Running, 0);
+            running.hash = c.hash.clone();
+            let r = rt(vec![sandbox(0, true)], vec![running]);
+            let mut v = ProbeVerdicts::default();
+            // a changed definition wins over a probe failure
+            v.liveness_failed.insert("a-0".into());
+            let p = plan(&pod(c.policy, &[], &["a"]), &r, &v);
+            let want_kill = c.kill.clone().unwrap_or(KillReason::Liveness);
+            assert_eq!(
+                p.kill,
+                vec![("a-0".to_string(), "a".to_string(), want_kill)],
+                "{}",
+                c.what
+            );
+            if c.kill.is_some() {
+                let want: Vec<(String, i32)> =
+                    c.start.iter().map(|(n, r)| (n.to_string(), *r)).collect();
+                assert_eq!(starts(&p), want, "{}", c.what);
+                assert!(!p.kill_pod, "{}", c.what);
+            }
+        }
+        assert_ne!(container_hash(spec), container_hash(&newer));
+        assert_eq!(container_hash(spec), container_hash(&spec.clone()));
     }
 
     #[test]

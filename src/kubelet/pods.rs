@@ -10,11 +10,17 @@
 //! `skiff kubelet-dev` test harness). Decisions live in `kubelet::plan`
 //! and `kubelet::status` (pure).
 //!
+//! Pods come from two sources: the API (pods bound to this node, minus
+//! mirror pods) and the manifest directory (`kubelet::static_pods`, read
+//! before the API is listed, so a restarted kubelet never mistakes a static
+//! pod's sandbox for an orphan).
+//!
 //! Invariants: at most one worker per pod uid, and only it touches that
 //! pod's sandboxes and containers; sandboxes labelled with a uid that is not
-//! bound here any more (after the initial list) are stopped and removed;
-//! a restarted kubelet adopts what it finds by label and creates nothing
-//! twice.
+//! bound here any more (after the initial list) and is not a static pod are
+//! stopped and removed; a restarted kubelet adopts what it finds by label
+//! and creates nothing twice; a replaced static pod's successor (same
+//! namespace/name, new uid) starts only once the old worker is done.
 
 mod container;
 pub mod dev;
@@ -36,6 +42,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::controllers::events::Recorder;
 use crate::kubelet::probes::{ProbeManager, ProbeUpdate};
+use crate::kubelet::static_pods;
 
 pub use container::{format_pod, pull_policy};
 pub use sandbox::{cgroup_parent, log_directory};
@@ -47,6 +54,8 @@ pub struct KubeletContext {
     pub cfg: crate::agent::AgentConfig,
     /// Component `kubelet`, host = node name (`Recorder::with_host`).
     pub recorder: Recorder,
+    /// What runs here, with the status last computed (`GET /pods`).
+    pub running: crate::kubelet::running::RunningPods,
 }
 
 /// State every worker shares.
@@ -58,6 +67,8 @@ pub(crate) struct Shared {
 }
 
 struct Handle {
+    /// `namespace/name`, to hold back a static pod's successor.
+    name: String,
     pod: watch::Sender<Option<Arc<Pod>>>,
     kick: Arc<Notify>,
     probe: mpsc::UnboundedSender<ProbeUpdate>,
@@ -112,6 +123,16 @@ pub async fn run(ctx: Arc<KubeletContext>) {
     let workers: Workers = Arc::new(Mutex::new(HashMap::new()));
     tokio::spawn(relist(shared.clone(), workers.clone()));
 
+    // static pods first: they must be known before the API list ends
+    let mut scanner = static_pods::Scanner::new(ctx.cfg.pod_manifests_dir(), &ctx.cfg.node_name);
+    scanner.scan();
+    let (static_tx, mut static_rx) = watch::channel(Arc::new(scanner.pods()));
+    tokio::spawn(static_pods::watch_dir(scanner, static_tx));
+    tokio::spawn(static_pods::mirror_loop(ctx.clone(), static_rx.clone()));
+    let mut statics = StaticSet::default();
+    let first = static_rx.borrow_and_update().clone();
+    statics.apply(&shared, &workers, &first);
+
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.cfg.node_name));
     let stream = watcher::watcher(api, cfg).default_backoff();
@@ -133,7 +154,7 @@ pub async fn run(ctx: Arc<KubeletContext>) {
                 Some(Ok(Event::InitDone)) => {
                     let seen = listing.take().unwrap_or_default();
                     for (uid, h) in lock(&workers).iter() {
-                        if !seen.contains(uid) {
+                        if !seen.contains(uid) && !statics.uids.contains(uid) {
                             let _ = h.pod.send(None);
                         }
                     }
@@ -151,6 +172,15 @@ pub async fn run(ctx: Arc<KubeletContext>) {
                 Some(Err(e)) => tracing::warn!("kubelet: watching pods: {e}"),
                 None => tokio::time::sleep(Duration::from_secs(1)).await,
             },
+            r = static_rx.changed() => {
+                if r.is_ok() {
+                    let set = static_rx.borrow_and_update().clone();
+                    statics.apply(&shared, &workers, &set);
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(500)), if !statics.pending.is_empty() => {
+                statics.start_pending(&shared, &workers);
+            }
             Some(u) = probe_rx.recv() => {
                 if let Some(h) = lock(&workers).get(&u.pod_uid) {
                     let _ = h.probe.send(u);
@@ -170,6 +200,15 @@ fn upsert(shared: &Arc<Shared>, workers: &Workers, pod: Pod) {
     let Some(uid) = pod.metadata.uid.clone() else {
         return;
     };
+    // the API's copy of a static pod: the static pod itself runs
+    if static_pods::is_mirror(&pod) {
+        return;
+    }
+    let name = format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    );
     let pod = Arc::new(pod);
     let mut map = lock(workers);
     if let Some(h) = map.get(&uid)
@@ -191,12 +230,82 @@ fn upsert(shared: &Arc<Shared>, workers: &Workers, pod: Pod) {
     map.insert(
         uid,
         Handle {
+            name,
             pod: pod_tx,
             kick,
             probe: probe_tx,
             join,
         },
     );
+}
+
+/// The static pods handed to workers, and those waiting for a predecessor
+/// with the same namespace/name to finish.
+#[derive(Default)]
+struct StaticSet {
+    uids: HashSet<String>,
+    /// Static pods told to stop whose workers may still be running.
+    stopping: HashSet<String>,
+    pending: Vec<Pod>,
+}
+
+impl StaticSet {
+    /// Make the workers follow a new set of static pods.
+    fn apply(&mut self, shared: &Arc<Shared>, workers: &Workers, pods: &[Pod]) {
+        let want: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        {
+            let map = lock(workers);
+            for uid in self.uids.difference(&want) {
+                if let Some(h) = map.get(uid) {
+                    let _ = h.pod.send(None);
+                    self.stopping.insert(uid.clone());
+                }
+            }
+        }
+        self.uids.retain(|u| want.contains(u));
+        self.pending = pods.to_vec();
+        self.start_pending(shared, workers);
+    }
+
+    /// Start (or update) every pending pod whose name is free.
+    fn start_pending(&mut self, shared: &Arc<Shared>, workers: &Workers) {
+        let busy: HashSet<String> = {
+            let map = lock(workers);
+            self.stopping
+                .retain(|uid| map.get(uid).is_some_and(|h| !h.join.is_finished()));
+            self.stopping
+                .iter()
+                .filter_map(|uid| Some(map.get(uid)?.name.clone()))
+                .collect()
+        };
+        let mut still = Vec::new();
+        for p in std::mem::take(&mut self.pending) {
+            let Some(uid) = p.metadata.uid.clone() else {
+                continue;
+            };
+            let name = format!(
+                "{}/{}",
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                p.metadata.name.as_deref().unwrap_or_default()
+            );
+            // also the same uid: a stopping worker would drop the update
+            if busy.contains(&name) {
+                still.push(p);
+                continue;
+            }
+            let unchanged = lock(workers).get(&uid).is_some_and(|h| {
+                !h.join.is_finished()
+                    && h.pod.borrow().as_deref().is_some_and(|old| {
+                        old.metadata.annotations == p.metadata.annotations && old.spec == p.spec
+                    })
+            });
+            self.uids.insert(uid);
+            if !unchanged {
+                upsert(shared, workers, p);
+            }
+        }
+        self.pending = still;
+    }
 }
 
 /// Wake the worker of every pod whose containers changed state (the

@@ -1,5 +1,7 @@
-//! The kubelet HTTPS server (port 10250): `/healthz`, `/containerLogs`,
-//! `/exec`, `/attach`, `/portForward` and `/runningpods/`, as upstream.
+//! The kubelet HTTPS server (port 10250): `/healthz`, `/pods`,
+//! `/containerLogs`, `/exec`, `/attach`, `/portForward` and `/runningpods/`,
+//! as upstream. `/pods` lists what the pod workers run (static pods
+//! included) from `kubelet::running`.
 //!
 //! Containers are found through CRI only (label filters from the contract in
 //! `kubelet/mod.rs`); logs are read from the CRI log file (`logs`). For
@@ -90,6 +92,7 @@ pub fn tls_config(
 
 struct Ctx {
     cri: Cri,
+    running: super::running::RunningPods,
     #[allow(dead_code)]
     cfg: AgentConfig,
 }
@@ -102,11 +105,12 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     cri: Cri,
     cfg: AgentConfig,
+    running: super::running::RunningPods,
     client_ca_pem: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let _ = client_ca_pem;
-    let ctx = Arc::new(Ctx { cri, cfg });
+    let ctx = Arc::new(Ctx { cri, running, cfg });
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
@@ -238,10 +242,11 @@ async fn route(ctx: &Ctx, allowed: Option<bool>, req: Request<Incoming>) -> Answ
             port_forward(ctx, ns, pod, uid, req).await
         }
         (Method::GET, ["runningpods", ..]) => running_pods(ctx).await,
+        (Method::GET, ["pods"]) => Ok(json_response(&ctx.running.pod_list_json())),
         (
             _,
             [
-                "containerLogs" | "exec" | "attach" | "portForward" | "runningpods",
+                "containerLogs" | "exec" | "attach" | "portForward" | "runningpods" | "pods",
                 ..,
             ],
         ) => Err(HttpError::new(
@@ -632,6 +637,15 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 }
 
 // ---- running pods ----
+
+fn json_response(body: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(body.to_string()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
 
 async fn running_pods(ctx: &Ctx) -> Answer {
     let mut rt = ctx.cri.runtime.clone();

@@ -472,6 +472,27 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
     }
 }
 
+/// Reason and message of a pod stopped by `activeDeadlineSeconds`.
+pub const DEADLINE_REASON: &str = "DeadlineExceeded";
+pub const DEADLINE_MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
+
+/// Seconds left before `spec.activeDeadlineSeconds` runs out, counted from
+/// `status.startTime` (≤ 0: exceeded); `None` without a deadline or before
+/// the pod started.
+pub fn active_deadline_left(pod: &Pod, now: DateTime<Utc>) -> Option<i64> {
+    let deadline = pod.spec.as_ref()?.active_deadline_seconds?;
+    let start = pod.status.as_ref()?.start_time.as_ref()?;
+    let start = crate::controllers::podutil::time_to_chrono(start);
+    Some(deadline - (now - start).num_seconds())
+}
+
+/// The status of a pod whose deadline ran out: `Failed`, as upstream.
+pub fn mark_deadline_exceeded(st: &mut PodStatus) {
+    st.phase = Some("Failed".into());
+    st.reason = Some(DEADLINE_REASON.into());
+    st.message = Some(DEADLINE_MESSAGE.into());
+}
+
 /// The `kubectl get pods` STATUS a status would show — for logs and tests.
 pub fn display_reason(status: &PodStatus) -> String {
     for (i, s) in status.init_container_statuses.iter().flatten().enumerate() {
@@ -509,6 +530,41 @@ pub fn display_reason(status: &PodStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn active_deadline() {
+        let now = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let start = chrono_to_time(DateTime::from_timestamp(1_000_000 - 30, 0).unwrap());
+        let mk = |deadline: Option<i64>, started: bool| {
+            let mut p: Pod = serde_json::from_value(serde_json::json!({
+                "spec": {"containers": [{"name": "a", "image": "i"}]}
+            }))
+            .unwrap();
+            p.spec.as_mut().unwrap().active_deadline_seconds = deadline;
+            p.status = Some(PodStatus {
+                start_time: started.then(|| start.clone()),
+                ..Default::default()
+            });
+            p
+        };
+        for (what, deadline, started, want) in [
+            ("no deadline", None, true, None),
+            ("not started", Some(10), false, None),
+            ("time left", Some(100), true, Some(70)),
+            ("exactly at the deadline", Some(30), true, Some(0)),
+            ("past", Some(10), true, Some(-20)),
+        ] {
+            assert_eq!(
+                active_deadline_left(&mk(deadline, started), now),
+                want,
+                "{what}"
+            );
+        }
+        let mut st = PodStatus::default();
+        mark_deadline_exceeded(&mut st);
+        assert_eq!(st.phase.as_deref(), Some("Failed"));
+        assert_eq!(st.reason.as_deref(), Some("DeadlineExceeded"));
+    }
     use crate::kubelet::plan::ObservedSandbox;
     use serde_json::json;
 
@@ -546,6 +602,7 @@ mod tests {
             message: String::new(),
             image: "img:1".into(),
             image_ref: "sha256:abc".into(),
+            hash: String::new(),
         }
     }
 

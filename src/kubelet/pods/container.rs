@@ -283,6 +283,10 @@ pub fn container_config(pod: &Pod, c: &Container, input: ContainerInputs) -> api
         input.restart_count.to_string(),
     );
     ann.insert(
+        labels::CONTAINER_HASH.into(),
+        crate::kubelet::plan::container_hash(c),
+    );
+    ann.insert(
         TERMINATION_MESSAGE_PATH_ANNOTATION.into(),
         c.termination_message_path
             .clone()

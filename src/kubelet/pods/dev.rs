@@ -65,6 +65,7 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
         client,
         cri,
         cfg,
+        running: Default::default(),
     });
     super::run(ctx).await;
     Ok(())

@@ -118,6 +118,11 @@ pub async fn observe(cri: &Cri, uid: &str) -> Result<PodRuntime, CriError> {
             message: st.message.clone(),
             image: st.image.map(|i| i.image).unwrap_or_default(),
             image_ref: st.image_ref.clone(),
+            hash: c
+                .annotations
+                .get(labels::CONTAINER_HASH)
+                .cloned()
+                .unwrap_or_default(),
         });
     }
     out.normalize();

@@ -30,6 +30,7 @@ use crate::kubelet::plan::{
     go_duration,
 };
 use crate::kubelet::probes::{ProbeKind, ProbeUpdate};
+use crate::kubelet::static_pods;
 use crate::kubelet::status::{self, StatusInput, Waiting};
 use crate::kubelet::volumes::{self, PreparedVolumes, VolumeContext};
 
@@ -63,6 +64,8 @@ struct Worker {
     last_patched: Option<serde_json::Value>,
     next_wake: Option<Duration>,
     lap: Lap,
+    /// Set by `sync` when `activeDeadlineSeconds` has run out.
+    deadline_exceeded: bool,
 }
 
 /// Step timing of a sync, logged at debug under target `skiff::startup`
@@ -107,6 +110,7 @@ pub(super) async fn run(shared: Arc<Shared>, uid: String, mut inbox: Inbox) {
         last_patched: None,
         next_wake: None,
         lap: Lap::new(),
+        deadline_exceeded: false,
     };
     loop {
         let current = inbox.pod.borrow_and_update().clone();
@@ -123,6 +127,7 @@ pub(super) async fn run(shared: Arc<Shared>, uid: String, mut inbox: Inbox) {
             }
         };
         if finished {
+            w.shared.ctx.running.remove(&w.uid);
             return;
         }
         let wait = w.next_wake.take().unwrap_or(RESYNC).min(RESYNC);
@@ -200,6 +205,21 @@ impl Worker {
         }
     }
 
+    /// A static pod's status lives only in this kubelet: put the one last
+    /// computed back on the pod from the file.
+    fn with_local_status(&self, pod: &Arc<Pod>) -> Arc<Pod> {
+        if !static_pods::is_static(pod) {
+            return pod.clone();
+        }
+        match self.ctx().running.get(&self.uid) {
+            Some(r) if r.status.is_some() => Arc::new(Pod {
+                status: r.status.clone(),
+                ..(**pod).clone()
+            }),
+            _ => pod.clone(),
+        }
+    }
+
     fn log_dir(&self, pod: &Pod) -> std::path::PathBuf {
         let m = &pod.metadata;
         std::path::PathBuf::from(sandbox::log_directory(
@@ -221,6 +241,7 @@ impl Worker {
     }
 
     async fn sync(&mut self, pod: &Arc<Pod>) {
+        let pod = &self.with_local_status(pod);
         let cri = self.ctx().cri.clone();
         self.lap.reset();
         let mut rt = match runtime::observe(&cri, &self.uid).await {
@@ -234,7 +255,23 @@ impl Worker {
         self.lap.mark(&self.uid, "observe");
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let terminal = matches!(phase, Some("Succeeded" | "Failed"));
-        let acted = if terminal {
+        self.deadline_exceeded = false;
+        if !terminal && let Some(left) = status::active_deadline_left(pod, Utc::now()) {
+            if left <= 0 {
+                self.deadline_exceeded = true;
+                self.event(
+                    pod,
+                    None,
+                    Kind::Normal,
+                    status::DEADLINE_REASON,
+                    status::DEADLINE_MESSAGE,
+                );
+            } else {
+                let left = Duration::from_secs(left as u64);
+                self.next_wake = Some(self.next_wake.map_or(left, |w| w.min(left)));
+            }
+        }
+        let acted = if terminal || self.deadline_exceeded {
             self.waiting.clear();
             let p = Plan {
                 kill_pod: true,
@@ -272,6 +309,9 @@ impl Worker {
                 }
                 KillReason::Startup => {
                     format!("Container {name} failed startup probe, will be restarted")
+                }
+                KillReason::SpecChanged => {
+                    format!("Container {name} definition changed, will be restarted")
                 }
             };
             self.kill_container(pod, id, name, grace, &msg, rt).await;
@@ -1069,7 +1109,20 @@ impl Worker {
             host_ips: vec![self.ctx().cfg.node_ip.to_string()],
             now: Utc::now(),
         });
+        let mut st = st;
+        if self.deadline_exceeded {
+            status::mark_deadline_exceeded(&mut st);
+        }
+        self.ctx().running.set(Pod {
+            status: Some(st.clone()),
+            ..pod.clone()
+        });
         let new = serde_json::to_value(&st).unwrap_or_default();
+        if static_pods::is_static(pod) {
+            // the mirror-pod manager copies it to the API
+            self.last_patched = Some(new);
+            return;
+        }
         let old = serde_json::to_value(pod.status.clone().unwrap_or_default()).unwrap_or_default();
         if self.last_patched.as_ref() == Some(&new) || new == old {
             return;

@@ -111,7 +111,15 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
         ..crate::agent::AgentConfig::with_defaults(&a.agent_dir, "dev", a.address)
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(super::serve(listener, tls, cri, cfg, client_ca, stop_rx));
+    let server = tokio::spawn(super::serve(
+        listener,
+        tls,
+        cri,
+        cfg,
+        Default::default(),
+        client_ca,
+        stop_rx,
+    ));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     eprintln!("kubelet dev server listening on {}:{}", a.address, a.port);
