@@ -14,6 +14,7 @@
 pub mod containerd;
 pub mod images;
 pub mod join;
+pub mod routes;
 pub mod setup;
 
 use std::collections::BTreeMap;
@@ -43,6 +44,8 @@ pub struct AgentConfig {
     pub node_taints: Vec<k8s_openapi::api::core::v1::Taint>,
     /// The embedded agent of a server (labelled as control plane).
     pub control_plane: bool,
+    /// `--flannel-backend`: how pods reach pods on other nodes.
+    pub flannel_backend: routes::plan::Backend,
 }
 
 impl AgentConfig {
@@ -67,6 +70,7 @@ impl AgentConfig {
             node_labels: BTreeMap::new(),
             node_taints: Vec::new(),
             control_plane: false,
+            flannel_backend: routes::plan::Backend::default(),
         }
     }
 
@@ -259,6 +263,18 @@ pub async fn run(
         input,
         cfg.agent_dir.clone(),
         ready_rx,
+        stop.clone(),
+    )));
+
+    // routes to the pods of other nodes (own loop: waits for the Node itself)
+    tasks.push(tokio::spawn(routes::run(
+        client.clone(),
+        routes::RoutesConfig {
+            backend: cfg.flannel_backend,
+            node_name: cfg.node_name.clone(),
+            node_ip: cfg.node_ip,
+            cluster_cidr: cfg.cluster_cidr.clone(),
+        },
         stop.clone(),
     )));
 

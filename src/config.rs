@@ -26,6 +26,8 @@ pub struct ServerConfig {
     /// First address of the service CIDR (the `kubernetes` Service).
     pub service_ip: Ipv4Addr,
     pub cluster_dns: Ipv4Addr,
+    /// `--flannel-backend` of the embedded agent.
+    pub flannel_backend: crate::agent::routes::plan::Backend,
     pub node_name: String,
     /// `--node-ip` (default: the address of the default route's interface).
     pub node_ip: IpAddr,
@@ -196,7 +198,9 @@ impl ServerConfig {
                 "invalid node name {node_name:?} (--node-name, default: the hostname): use lowercase letters, digits, '-' and '.'"
             )));
         }
+        let flannel_backend = a.flannel_backend.parse().map_err(ConfigError)?;
         Ok(ServerConfig {
+            flannel_backend,
             node_ip,
             node_labels,
             node_taints,

@@ -268,6 +268,7 @@ fn run_embedded_agent(
         node_labels: cfg.node_labels.clone(),
         node_taints: cfg.node_taints.clone(),
         control_plane: true,
+        flannel_backend: cfg.flannel_backend,
     };
     let client = crate::inproc::client(router, &format!("system:node:{node}"), &["system:nodes"]);
     let creds = crate::agent::KubeletCredentials {

@@ -28,6 +28,7 @@ pub struct AgentSetup {
     pub node_taints: Vec<k8s_openapi::api::core::v1::Taint>,
     pub container_runtime_endpoint: Option<PathBuf>,
     pub kubelet_port: u16,
+    pub flannel_backend: crate::agent::routes::plan::Backend,
     pub log_json: bool,
     pub debug: bool,
 }
@@ -122,7 +123,9 @@ impl AgentSetup {
                 a.log_format
             )));
         }
+        let flannel_backend = a.flannel_backend.parse().map_err(ConfigError)?;
         Ok(AgentSetup {
+            flannel_backend,
             server_url,
             token,
             agent_dir: a.data_dir.join("agent"),
@@ -152,6 +155,7 @@ impl AgentSetup {
             node_labels: self.node_labels.clone(),
             node_taints: self.node_taints.clone(),
             control_plane: false,
+            flannel_backend: self.flannel_backend,
         }
     }
 }
@@ -214,6 +218,7 @@ mod tests {
             (&["--node-taint", "k=v"][..], "--node-taint"),
             (&["--log-format", "xml"][..], "--log-format"),
             (&["--kubelet-port", "0"][..], "--kubelet-port"),
+            (&["--flannel-backend", "udp"][..], "--flannel-backend"),
         ] {
             let e = with(extra).unwrap_err();
             assert!(e.contains(flag), "{extra:?}: {e}");
