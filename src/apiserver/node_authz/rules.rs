@@ -126,10 +126,8 @@ pub fn decide(node: &str, a: &Attrs) -> Check {
                 None => Check::Deny(String::new()),
             }
         }
-        ("", "nodes", Some("status")) if v == "get" => match name {
-            Some(n) if n == node => Check::Allow,
-            _ => Check::Deny(String::new()),
-        },
+        // every Node is readable, so is its status (`kubectl patch --subresource` reads first)
+        ("", "nodes", Some("status")) if v == "get" => Check::Allow,
         ("", "pods", None) if one_of(v, &read) => Check::Allow,
         ("", "pods", None) if v == "create" => Check::MirrorPod,
         ("", "pods", None) if v == "delete" => Check::PodBoundHere,
@@ -511,6 +509,10 @@ mod tests {
             (
                 attrs("update", "", "nodes", Some("status"), None, Some("b")),
                 Deny("node 'a' cannot modify node 'b'".into()),
+            ),
+            (
+                attrs("get", "", "nodes", Some("status"), None, Some("b")),
+                Allow,
             ),
             (attrs("delete", "", "nodes", None, None, Some("a")), deny()),
             (
