@@ -311,9 +311,8 @@ def test_pods_reach_each_other_with_host_gw(two_nodes):
         worker.extra_args = ["--flannel-backend", "host-gw"]
         srv.start()
         worker.start(srv.token())
-        wait_for(lambda: node_ready(k, SERVER_NODE) and node_ready(k, WORKER_NODE),
-                 timeout=60, what="both nodes Ready after the switch")
-        worker_cidr = node_ready(k, WORKER_NODE)["spec"]["podCIDR"]
+        # a restarted node may report its old Ready for a moment: wait for the routes instead
+        worker_cidr = k.json("get", "node", WORKER_NODE)["spec"]["podCIDR"]
         wait_for(lambda: f"{worker_cidr} via {worker.ip} dev {worker.host_if}" in
                  sh("ip", "route", "show", "proto", ROUTE_PROTO).stdout,
                  timeout=30, what="host-gw route to the worker's pods")
@@ -321,8 +320,10 @@ def test_pods_reach_each_other_with_host_gw(two_nodes):
                  timeout=30, what="the VXLAN device removed")
         assert_pods_reach_each_other(k, ns, ips, worker)
         # the worker routes to the server's pods via the server's veth address
-        server_cidr = node_ready(k, SERVER_NODE)["spec"]["podCIDR"]
+        server_cidr = k.json("get", "node", SERVER_NODE)["spec"]["podCIDR"]
         inside = sh("ip", "netns", "exec", worker.netns, "ip", "route", "show", "proto", ROUTE_PROTO).stdout
         assert f"{server_cidr} via {worker.host_ip} dev eth0" in inside, inside
+        wait_for(lambda: node_ready(k, SERVER_NODE) and node_ready(k, WORKER_NODE),
+                 timeout=60, what="both nodes Ready after the switch")
     finally:
         k.run("delete", "namespace", ns, "--wait=false", check=False)

@@ -98,7 +98,8 @@ def node_kubectl(request, server, setup):
 
 def forbidden(p, message):
     assert p.returncode != 0, p.stdout
-    assert f"Error from server (Forbidden): {message}" in p.stderr, p.stderr
+    assert p.stderr.startswith("Error from server (Forbidden): "), p.stderr
+    assert message in p.stderr, p.stderr
 
 
 def test_node_writes_only_its_own_node(server, setup, node_kubectl):

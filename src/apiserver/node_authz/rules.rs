@@ -131,9 +131,9 @@ pub fn decide(node: &str, a: &Attrs) -> Check {
         ("", "pods", None) if one_of(v, &read) => Check::Allow,
         ("", "pods", None) if v == "create" => Check::MirrorPod,
         ("", "pods", None) if v == "delete" => Check::PodBoundHere,
-        ("", "pods", Some("status")) if one_of(v, &["get", "update", "patch"]) => {
-            Check::PodBoundHere
-        }
+        // pods are readable everywhere, so is their status
+        ("", "pods", Some("status")) if v == "get" => Check::Allow,
+        ("", "pods", Some("status")) if one_of(v, &["update", "patch"]) => Check::PodBoundHere,
         ("", "pods", Some("eviction")) if v == "create" => Check::PodBoundHere,
         ("", "services" | "endpoints", None) | ("discovery.k8s.io", "endpointslices", None)
             if one_of(v, &read) =>
@@ -536,6 +536,10 @@ mod tests {
             (
                 attrs("patch", "", "pods", Some("status"), ns, Some("p")),
                 PodBoundHere,
+            ),
+            (
+                attrs("get", "", "pods", Some("status"), ns, Some("p")),
+                Allow,
             ),
             (
                 attrs("create", "", "pods", Some("eviction"), ns, Some("p")),
