@@ -16,6 +16,7 @@
 pub mod containerd;
 pub mod images;
 pub mod join;
+pub mod routes;
 pub mod setup;
 
 use std::collections::BTreeMap;
@@ -47,6 +48,8 @@ pub struct AgentConfig {
     pub control_plane: bool,
     /// `--kubelet-arg` settings (image GC, eviction).
     pub kubelet: crate::kubelet::settings::KubeletSettings,
+    /// `--flannel-backend`: how pods reach pods on other nodes.
+    pub flannel_backend: routes::plan::Backend,
 }
 
 impl AgentConfig {
@@ -72,6 +75,7 @@ impl AgentConfig {
             node_taints: Vec::new(),
             control_plane: false,
             kubelet: Default::default(),
+            flannel_backend: routes::plan::Backend::default(),
         }
     }
 
@@ -269,6 +273,18 @@ pub async fn run(
         input,
         cfg.agent_dir.clone(),
         ready_rx,
+        stop.clone(),
+    )));
+
+    // routes to the pods of other nodes (own loop: waits for the Node itself)
+    tasks.push(tokio::spawn(routes::run(
+        client.clone(),
+        routes::RoutesConfig {
+            backend: cfg.flannel_backend,
+            node_name: cfg.node_name.clone(),
+            node_ip: cfg.node_ip,
+            cluster_cidr: cfg.cluster_cidr.clone(),
+        },
         stop.clone(),
     )));
 

@@ -104,6 +104,9 @@ pub struct ServerArgs {
     /// Cluster DNS service IP
     #[arg(long, env = "SKIFF_CLUSTER_DNS", default_value = "10.43.0.10")]
     pub cluster_dns: String,
+    /// How pods reach pods on other nodes: vxlan, host-gw or none
+    #[arg(long, env = "SKIFF_FLANNEL_BACKEND", default_value = "vxlan")]
+    pub flannel_backend: String,
     /// Node name (default: hostname)
     #[arg(long, env = "SKIFF_NODE_NAME")]
     pub node_name: Option<String>,
@@ -193,6 +196,9 @@ pub struct AgentArgs {
     /// Kubelet setting (key=value, e.g. eviction-hard=memory.available<100Mi; repeatable)
     #[arg(long = "kubelet-arg")]
     pub kubelet_arg: Vec<String>,
+    /// How pods reach pods on other nodes: vxlan, host-gw or none (same on every node)
+    #[arg(long, env = "SKIFF_FLANNEL_BACKEND", default_value = "vxlan")]
+    pub flannel_backend: String,
     /// Log format: text or json
     #[arg(long, env = "SKIFF_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -26,6 +26,8 @@ pub struct ServerConfig {
     /// First address of the service CIDR (the `kubernetes` Service).
     pub service_ip: Ipv4Addr,
     pub cluster_dns: Ipv4Addr,
+    /// `--flannel-backend` of the embedded agent.
+    pub flannel_backend: crate::agent::routes::plan::Backend,
     pub node_name: String,
     /// `--node-ip` (default: the address of the default route's interface).
     pub node_ip: IpAddr,
@@ -200,8 +202,10 @@ impl ServerConfig {
         }
         let kubelet = crate::kubelet::settings::KubeletSettings::from_args(&a.kubelet_arg)
             .map_err(ConfigError)?;
+        let flannel_backend = a.flannel_backend.parse().map_err(ConfigError)?;
         Ok(ServerConfig {
             kubelet,
+            flannel_backend,
             node_ip,
             node_labels,
             node_taints,

@@ -269,6 +269,7 @@ fn run_embedded_agent(
         node_taints: cfg.node_taints.clone(),
         control_plane: true,
         kubelet: cfg.kubelet.clone(),
+        flannel_backend: cfg.flannel_backend,
     };
     let client = crate::inproc::client(router, &format!("system:node:{node}"), &["system:nodes"]);
     let creds = crate::agent::KubeletCredentials {

@@ -30,6 +30,7 @@ pub struct AgentSetup {
     pub kubelet_port: u16,
     /// `--kubelet-arg` settings.
     pub kubelet: crate::kubelet::settings::KubeletSettings,
+    pub flannel_backend: crate::agent::routes::plan::Backend,
     pub log_json: bool,
     pub debug: bool,
 }
@@ -126,8 +127,10 @@ impl AgentSetup {
         }
         let kubelet = crate::kubelet::settings::KubeletSettings::from_args(&a.kubelet_arg)
             .map_err(ConfigError)?;
+        let flannel_backend = a.flannel_backend.parse().map_err(ConfigError)?;
         Ok(AgentSetup {
             kubelet,
+            flannel_backend,
             server_url,
             token,
             agent_dir: a.data_dir.join("agent"),
@@ -158,6 +161,7 @@ impl AgentSetup {
             node_taints: self.node_taints.clone(),
             control_plane: false,
             kubelet: self.kubelet.clone(),
+            flannel_backend: self.flannel_backend,
         }
     }
 }
@@ -225,6 +229,7 @@ mod tests {
                 &["--kubelet-arg", "eviction-hard=memory.available<x"][..],
                 "--kubelet-arg",
             ),
+            (&["--flannel-backend", "udp"][..], "--flannel-backend"),
         ] {
             let e = with(extra).unwrap_err();
             assert!(e.contains(flag), "{extra:?}: {e}");

@@ -379,6 +379,19 @@ async fn dispatch(
         return Err(ApiError::too_large());
     }
     let q = parse_query(uri)?;
+    super::node_authz::authorize(
+        app,
+        identity,
+        &super::node_authz::Request {
+            target: &t,
+            res: &res,
+            method,
+            query: &q,
+            headers,
+            body: &body,
+        },
+    )
+    .await?;
     if res.virtual_create_only {
         if *method != Method::POST || t.name.is_some() {
             return Err(ApiError::method_not_allowed(

@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod join;
 pub mod metrics;
 pub mod negotiate;
+pub mod node_authz;
 pub mod openapi_routes;
 pub mod proxy;
 pub mod registry;

@@ -109,6 +109,9 @@ def clean_host(tmp, data_dir):
         except ProcessLookupError:
             pass
     sh("ip", "link", "del", "skiff0", check=False)
+    # node routes: the overlay device and routes marked with skiff's protocol (83)
+    sh("ip", "link", "del", "skiff.vxlan", check=False)
+    sh("ip", "route", "flush", "proto", "83", check=False)
     sh("nft", "delete", "table", "ip", "skiffcni_skiff0", check=False)
     for line in reversed(open("/proc/mounts").read().splitlines()):
         mnt = line.split()[1]

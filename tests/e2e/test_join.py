@@ -104,6 +104,10 @@ def agents():
     yield started
     for a in started:
         a.stop()
+    if os.geteuid() == 0:
+        # agents share this host's network namespace: drop their node-route state
+        subprocess.run(["ip", "link", "del", "skiff.vxlan"], capture_output=True)
+        subprocess.run(["ip", "route", "flush", "proto", "83"], capture_output=True)
 
 
 def node_ready(kubectl, name):

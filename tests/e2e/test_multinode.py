@@ -1,7 +1,9 @@
 """Two nodes: `skiff server` with its embedded agent on the host, and a second
 machine played by `skiff agent` inside its own network namespace, joined with
-the server's token over a veth link. Pods land on both nodes, and logs/exec
-reach the worker's kubelet through the API server.
+the server's token over a veth link. Pods land on both nodes, logs/exec
+reach the worker's kubelet through the API server, and pods on the two nodes
+reach each other by pod IP over the VXLAN overlay (the default) and, after
+both nodes restart with `--flannel-backend=host-gw`, over plain host routes.
 
 Needs root, containerd and network namespaces (CI has all three). Test
 traffic goes only to loopback and to the namespace's addresses.
@@ -41,6 +43,7 @@ class Worker:
         self.log_path = os.path.join(tmp, "worker.log")
         self.server_url = f"https://{server_ip}:{port}"
         self.proc = None
+        self.extra_args = []
 
     def up(self):
         sh("ip", "netns", "add", self.netns)
@@ -61,7 +64,8 @@ class Worker:
         # namespace, which hides the cgroup mounts runc needs
         return ["nsenter", f"--net=/var/run/netns/{self.netns}", SKIFF, "agent",
                 "--server", self.server_url, "--token", token,
-                "--data-dir", self.data_dir, "--node-name", WORKER_NODE, "--node-ip", self.ip]
+                "--data-dir", self.data_dir, "--node-name", WORKER_NODE, "--node-ip", self.ip,
+                *self.extra_args]
 
     def start(self, token):
         self.log = open(self.log_path, "ab")
@@ -98,9 +102,10 @@ def two_nodes():
     sh("python3", MKIMAGE, "busybox", "--name", IMAGE, "-o", os.path.join(images, "busybox.tar"))
     server_ip = f"10.250.{random.randrange(1, 250)}.1"
     port = free_port()
-    # bound to all addresses: the worker reaches it through the veth
+    # bound to all addresses: the worker reaches it through the veth; the
+    # server node's IP is the veth address, so the worker can route to it
     srv = Server(data_dir=data_dir, port=port, agent=True, bind="0.0.0.0", extra_args=[
-        "--node-name", SERVER_NODE, "--node-ip", "127.0.0.1",
+        "--node-name", SERVER_NODE, "--node-ip", server_ip,
         "--kubelet-port", str(free_port()), "--tls-san", server_ip,
     ])
     worker = Worker(tmp, server_ip, port)
@@ -214,5 +219,111 @@ def test_worker_restart_keeps_pods(two_nodes):
         # no duplicate containers: the pod still reports restartCount 0
         cs = k.json("get", "pod", "pinned", "-n", ns)["status"]["containerStatuses"][0]
         assert cs["restartCount"] == 0
+    finally:
+        k.run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+ROUTE_PROTO = "83"  # rtm_protocol of skiff's node routes
+
+
+def httpd_pod(name, node):
+    """A busybox httpd on `node` answering its own pod name on port 8080."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "web", "image": IMAGE, "imagePullPolicy": "Never",
+                                     "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html"
+                                                 " && exec httpd -f -p 8080 -h /www"]}]}}
+
+
+def cross_node_pods(k, ns):
+    """Pod IPs of `web-server` (server node) and `web-worker` (worker node), Running."""
+    k.run("create", "namespace", ns)
+    for name, node in (("web-server", SERVER_NODE), ("web-worker", WORKER_NODE)):
+        k.run("apply", "-n", ns, "-f", "-", input=json.dumps(httpd_pod(name, node)))
+    ips = {}
+    for name in ("web-server", "web-worker"):
+        def running(name=name):
+            p = k.json("get", "pod", name, "-n", ns)
+            return p["status"].get("phase") == "Running" and p["status"].get("podIP")
+        ips[name] = wait_for(running, timeout=60, what=f"{name} running")
+    return ips
+
+
+def fetch_from(k, ns, pod, ip):
+    p = k.run("exec", pod, "-n", ns, "--", "timeout", "3", "wget", "-qO-", f"http://{ip}:8080/",
+              check=False, timeout=20)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def assert_pods_reach_each_other(k, ns, ips, worker):
+    for src, dst in (("web-server", "web-worker"), ("web-worker", "web-server")):
+        try:
+            got = wait_for(lambda: fetch_from(k, ns, src, ips[dst]), timeout=30,
+                           what=f"{src} -> {dst} ({ips[dst]})")
+        except AssertionError:
+            print(sh("ip", "route").stdout, sh("ip", "-d", "link", "show").stdout)
+            print(sh("ip", "netns", "exec", worker.netns, "ip", "route").stdout)
+            print(worker.logs())
+            raise
+        assert got == dst
+    # the server node itself reaches the worker's pod too (host -> remote pod)
+    p = wait_for(lambda: (lambda r: r.returncode == 0 and r)(
+        sh("timeout", "3", "busybox", "wget", "-qO-", f"http://{ips['web-worker']}:8080/", check=False)),
+        timeout=20, what="host -> worker pod")
+    assert p.stdout.strip() == "web-worker"
+
+
+def test_pods_reach_each_other_over_vxlan(two_nodes):
+    srv, worker = two_nodes
+    k = Kubectl(ALL_KUBECTLS[-1], srv)
+    ns = f"multi-net-{os.getpid() % 1000}"
+    try:
+        ips = cross_node_pods(k, ns)
+        assert_pods_reach_each_other(k, ns, ips, worker)
+        # the overlay as specified: VNI 1, port 8472, MTU 1450, published VTEP MACs
+        link = sh("ip", "-d", "link", "show", "skiff.vxlan").stdout
+        assert "vxlan id 1 " in link and "dstport 8472" in link and "mtu 1450" in link, link
+        nodes = {n["metadata"]["name"]: n for n in k.json("get", "nodes")["items"]}
+        macs = {name: n["metadata"]["annotations"]["skiff.io/vtep-mac"] for name, n in nodes.items()}
+        assert macs[SERVER_NODE] in link, (macs, link)
+        worker_cidr = nodes[WORKER_NODE]["spec"]["podCIDR"]
+        routes = sh("ip", "route", "show", "proto", ROUTE_PROTO).stdout
+        assert f"{worker_cidr} via {worker_cidr.split('/')[0]} dev skiff.vxlan" in routes, routes
+        fdb = sh("bridge", "fdb", "show", "dev", "skiff.vxlan").stdout
+        assert f"{macs[WORKER_NODE]} dst {worker.ip}" in fdb, fdb
+    finally:
+        k.run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_pods_reach_each_other_with_host_gw(two_nodes):
+    """Both nodes restart with --flannel-backend=host-gw: the VXLAN device and
+    its routes go, host routes via the node IPs replace them, and the running
+    pods (kept across the restart) still reach each other."""
+    srv, worker = two_nodes
+    k = Kubectl(ALL_KUBECTLS[-1], srv)
+    ns = f"multi-gw-{os.getpid() % 1000}"
+    try:
+        ips = cross_node_pods(k, ns)
+        worker.proc.terminate()
+        worker.proc.wait(timeout=20)
+        srv.stop()
+        srv.extra_args += ["--flannel-backend", "host-gw"]
+        worker.extra_args = ["--flannel-backend", "host-gw"]
+        srv.start()
+        worker.start(srv.token())
+        # a restarted node may report its old Ready for a moment: wait for the routes instead
+        worker_cidr = k.json("get", "node", WORKER_NODE)["spec"]["podCIDR"]
+        wait_for(lambda: f"{worker_cidr} via {worker.ip} dev {worker.host_if}" in
+                 sh("ip", "route", "show", "proto", ROUTE_PROTO).stdout,
+                 timeout=30, what="host-gw route to the worker's pods")
+        wait_for(lambda: sh("ip", "link", "show", "skiff.vxlan", check=False).returncode != 0,
+                 timeout=30, what="the VXLAN device removed")
+        assert_pods_reach_each_other(k, ns, ips, worker)
+        # the worker routes to the server's pods via the server's veth address
+        server_cidr = k.json("get", "node", SERVER_NODE)["spec"]["podCIDR"]
+        inside = sh("ip", "netns", "exec", worker.netns, "ip", "route", "show", "proto", ROUTE_PROTO).stdout
+        assert f"{server_cidr} via {worker.host_ip} dev eth0" in inside, inside
+        wait_for(lambda: node_ready(k, SERVER_NODE) and node_ready(k, WORKER_NODE),
+                 timeout=60, what="both nodes Ready after the switch")
     finally:
         k.run("delete", "namespace", ns, "--wait=false", check=False)
