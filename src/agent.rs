@@ -9,11 +9,14 @@
 //! 3. images: import the built-in pause image and `<agent-dir>/images/*.tar`
 //!    (`images`);
 //! 4. kubelet: register the Node, wait for its podCIDR, write the CNI
-//!    config, then run pod workers and the kubelet HTTPS server (`kubelet`).
+//!    config, then run pod workers and the kubelet HTTPS server (`kubelet`);
+//! 5. memory: once the agent has settled, drop start-up pages and free heap
+//!    (`memory`; `skiff agent` also runs on `memory::runtime`).
 
 pub mod containerd;
 pub mod images;
 pub mod join;
+pub mod memory;
 pub mod setup;
 
 use std::collections::BTreeMap;
@@ -352,6 +355,7 @@ pub async fn run(
         cfg,
     });
     let pods = tokio::spawn(crate::kubelet::pods::run(ctx));
+    tasks.push(tokio::spawn(memory::trim_after_startup(stop.clone())));
     let mut stop = stop;
     let _ = stop.wait_for(|s| *s).await;
     pods.abort();
