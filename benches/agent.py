@@ -17,12 +17,14 @@ Figures, each next to a baseline measured in the same run:
    (budget ≤ 1 % of a core).
 Budgets are printed, never asserted.
 
-Iteration aids (defaults run everything): `SKIFF_BENCH_ONLY=startup` runs
-section 2 only (with the cluster of section 1, no cold-start figures);
+Iteration aids (defaults run everything): `AGENT_BENCH_SECTIONS=3` runs
+only the listed sections (default `1,2,3`; section 2 reuses section 1's
+cluster); `AGENT_BENCH_DETAIL=1` also prints where the agent's memory goes
+(smaps_rollup anon/file, heap, threads by name) idle and with 100 pods;
 `SKIFF_BENCH_KEEP=1` keeps the temporary directory (server.log, and
-`startup.json`: each pod's wall times of kubectl create start and
-return, and Running) and prints its path.
-Set `SKIFF_LOG=info,skiff::startup=debug` for the per-step timing logs.
+`startup.json`: each pod's wall times of kubectl create start and return,
+and Running) and prints its path. Set `SKIFF_LOG=info,skiff::startup=debug`
+for the per-step timing logs.
 """
 import json
 import os
@@ -43,7 +45,6 @@ KUBECTL = sorted(
 )[-1]
 KUBECTL = os.path.join("/usr/lib/google-cloud-sdk/bin", KUBECTL)
 IMAGE = "skiff.test/busybox:1"
-ONLY = os.environ.get("SKIFF_BENCH_ONLY", "")
 KEEP = os.environ.get("SKIFF_BENCH_KEEP", "") not in ("", "0")
 
 
@@ -81,6 +82,46 @@ def child_pid(parent, name):
         if comm == name and ppid == parent:
             return int(pid)
     return None
+
+
+def detail(pid, what):
+    """Memory breakdown of `pid` (AGENT_BENCH_DETAIL=1)."""
+    if not os.environ.get("AGENT_BENCH_DETAIL"):
+        return
+    roll = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                roll[parts[0][:-1]] = int(parts[1]) / 1024
+    names = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                n = f.read().strip()
+        except OSError:
+            continue
+        names[n] = names.get(n, 0) + 1
+    heap = anon_maps = 0.0
+    text = 0.0
+    cur = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and not head[0].endswith(":"):
+                cur = head[5] if len(head) > 5 else ""
+            elif head[0] == "Rss:":
+                v = int(head[1]) / 1024
+                if cur == "[heap]":
+                    heap += v
+                elif cur == "":
+                    anon_maps += v
+                elif cur == os.path.realpath(SKIFF):
+                    text += v
+    print(f"    {what}: Rss {roll.get('Rss', 0):.1f} MiB = anon {roll.get('Anonymous', 0):.1f} "
+          f"(brk heap {heap:.1f}, anonymous mappings {anon_maps:.1f}) + file {roll.get('Rss', 0) - roll.get('Anonymous', 0):.1f} "
+          f"(of it the skiff binary {text:.1f}); threads {sum(names.values())}: "
+          + ", ".join(f"{k}×{v}" for k, v in sorted(names.items())))
 
 
 def pct(values, p):
@@ -178,11 +219,20 @@ def pod(name, ns):
 def main():
     if os.geteuid() != 0:
         sys.exit("agent bench: run as root (containerd, network namespaces, cgroups)")
+    sections = {int(x) for x in os.environ.get("AGENT_BENCH_SECTIONS", "1,2,3").split(",") if x.strip()}
     tmp = tempfile.mkdtemp(prefix="skiff-agent-bench-")
     subprocess.run([sys.executable, MKIMAGE, "busybox", "--name", IMAGE, "-o",
                     os.path.join(tmp, "busybox.tar")], check=True, capture_output=True)
     print(f"agent bench: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
 
+    if sections & {1, 2}:
+        server_sections(tmp, 2 in sections)
+    if 3 in sections:
+        hundred_pods(tmp)
+    cleanup(tmp)
+
+
+def server_sections(tmp, startup):
     # --- 1. cold start and idle RSS (embedded agent) -------------------------
     ctd_dir = os.path.join(tmp, "ctd-baseline")
     os.makedirs(ctd_dir)
@@ -202,16 +252,17 @@ def main():
     try:
         cl.wait(lambda: cl.node_ready("bench-server"), 60, "node Ready")
         cold = time.time() - cl.t0
-        if ONLY != "startup":
-            print(f"  cold start to node Ready: {cold:.2f} s (containerd alone to answering: "
-                  f"{ctd_start:.2f} s; ratio {cold / max(ctd_start, 1e-3):.1f}); budget ≤ 3 s: "
-                  f"{'ok' if cold <= 3 else 'MISSED'}")
-            time.sleep(10)
-            ctd_pid = child_pid(cl.proc.pid, "containerd")
-            srv_rss = rss_mib(cl.proc.pid)
-            print(f"  idle RSS: skiff server + agent {srv_rss:.1f} MiB (budget ≤ 80 MiB: "
-                  f"{'ok' if srv_rss <= 80 else 'MISSED'}); its containerd "
-                  f"{rss_mib(ctd_pid) if ctd_pid else 0:.1f} MiB")
+        print(f"  cold start to node Ready: {cold:.2f} s (containerd alone to answering: "
+              f"{ctd_start:.2f} s; ratio {cold / max(ctd_start, 1e-3):.1f}); budget ≤ 3 s: "
+              f"{'ok' if cold <= 3 else 'MISSED'}")
+        time.sleep(10)
+        ctd_pid = child_pid(cl.proc.pid, "containerd")
+        srv_rss = rss_mib(cl.proc.pid)
+        print(f"  idle RSS: skiff server + agent {srv_rss:.1f} MiB (budget ≤ 80 MiB: "
+              f"{'ok' if srv_rss <= 80 else 'MISSED'}); its containerd {rss_mib(ctd_pid) if ctd_pid else 0:.1f} MiB")
+        detail(cl.proc.pid, "skiff server + agent, idle")
+        if not startup:
+            return
 
         # --- 2. pod startup, 50 sequential pods vs ctr run -d ----------------
         ns = "bench-startup"
@@ -262,10 +313,9 @@ def main():
         cl.kubectl("delete", "namespace", ns, "--wait=false")
     finally:
         cl.stop()
-    if ONLY == "startup":
-        cleanup(tmp)
-        return
 
+
+def hundred_pods(tmp):
     # --- 3. 100 pods on a separate agent process ------------------------------
     cl = Cluster(os.path.join(tmp, "b"), agent=False)
     try:
@@ -279,6 +329,9 @@ def main():
                                      "--kubelet-port", str(free_port())],
                                     stdout=open(os.path.join(tmp, "agent.log"), "ab"), stderr=subprocess.STDOUT)
         cl.wait(lambda: cl.node_ready("bench-worker"), 60, "worker Ready")
+        if os.environ.get("AGENT_BENCH_DETAIL"):
+            time.sleep(5)
+            detail(cl.agent.pid, "agent, idle, no pods")
         ns = "bench-hundred"
         cl.kubectl("create", "namespace", ns)
         cl.wait(lambda: cl.kubectl("get", "sa", "default", "-n", ns, check=False) != "", 30, "sa")
@@ -302,10 +355,10 @@ def main():
         print(f"  agent with 100 pods: RSS {agent_rss:.1f} MiB (budget ≤ 40 MiB: "
               f"{'ok' if agent_rss <= 40 else 'MISSED'}), containerd {rss_mib(ctd_pid) if ctd_pid else 0:.1f} MiB; "
               f"idle CPU {cpu:.2f} % of a core (budget ≤ 1 %: {'ok' if cpu <= 1 else 'MISSED'})")
+        detail(cl.agent.pid, "agent with 100 pods")
         cl.kubectl("delete", "namespace", ns, "--wait=false")
     finally:
         cl.stop()
-    cleanup(tmp)
 
 
 def cleanup(tmp):

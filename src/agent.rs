@@ -12,10 +12,13 @@
 //!    pod workers (static pods run from their files whether or not the API
 //!    answers), wait for the node's podCIDR and write the CNI config
 //!    (`kubelet`).
+//! 5. memory: once the agent has settled, drop start-up pages and free heap
+//!    (`memory`; `skiff agent` also runs on `memory::runtime`).
 
 pub mod containerd;
 pub mod images;
 pub mod join;
+pub mod memory;
 pub mod routes;
 pub mod setup;
 
@@ -408,6 +411,7 @@ pub async fn run(
         ready_tx,
         stop.clone(),
     )));
+    tasks.push(tokio::spawn(memory::trim_after_startup(stop.clone())));
     let mut stop = stop;
     let _ = stop.wait_for(|s| *s).await;
     pods.abort();

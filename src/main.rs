@@ -71,8 +71,12 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(setup.log_json, setup.debug);
-            let Some(rt) = runtime("agent") else {
-                return ExitCode::FAILURE;
+            let rt = match skiff::agent::memory::runtime() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("skiff agent: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
             };
             let result = rt.block_on(async {
                 let joined = skiff::agent::join::join(

@@ -196,7 +196,7 @@ pub async fn run(ctx: Arc<KubeletContext>) {
     }
 }
 
-fn upsert(shared: &Arc<Shared>, workers: &Workers, pod: Pod) {
+fn upsert(shared: &Arc<Shared>, workers: &Workers, mut pod: Pod) {
     let Some(uid) = pod.metadata.uid.clone() else {
         return;
     };
@@ -209,6 +209,8 @@ fn upsert(shared: &Arc<Shared>, workers: &Workers, pod: Pod) {
         pod.metadata.namespace.as_deref().unwrap_or_default(),
         pod.metadata.name.as_deref().unwrap_or_default()
     );
+    // workers never read managedFields; a pod keeps them only in memory
+    pod.metadata.managed_fields = None;
     let pod = Arc::new(pod);
     let mut map = lock(workers);
     if let Some(h) = map.get(&uid)

@@ -114,15 +114,17 @@ pub(super) async fn run(shared: Arc<Shared>, uid: String, mut inbox: Inbox) {
     };
     loop {
         let current = inbox.pod.borrow_and_update().clone();
+        // boxed: the sync/terminate state machines are large and would
+        // otherwise stay allocated in every idle worker task
         let finished = match current {
-            None => w.terminate(None).await,
+            None => Box::pin(w.terminate(None)).await,
             Some(p) if p.metadata.deletion_timestamp.is_some() => {
                 w.last_pod = Some(p.clone());
-                w.terminate(Some(p)).await
+                Box::pin(w.terminate(Some(p))).await
             }
             Some(p) => {
                 w.last_pod = Some(p.clone());
-                w.sync(&p).await;
+                Box::pin(w.sync(&p)).await;
                 false
             }
         };
