@@ -1,7 +1,10 @@
 //! Node lifecycle controller (upstream `nodelifecycle` + taint-eviction +
-//! `podgc`): one loop that recomputes `nodelifecycle::plan` over all nodes,
-//! node leases and pods on any change of them (debounced) and at the plan's
-//! `requeue_after`, and applies its actions in order.
+//! `podgc`): one loop that recomputes `nodelifecycle::plan` over all nodes
+//! and node leases on any change of them (debounced) and at the plan's
+//! `requeue_after`, and applies its actions in order. Pods are kept in a
+//! [`PodIndex`] fed by the pod subscription; a pod change wakes the loop
+//! only when it concerns a pass, and a pass looks only at the pods its
+//! `PodScope` names (so 10,000 pods bound one by one cost no passes).
 //!
 //! Invariant: actions are applied in the plan's order; the first failed node
 //! or pod write ends the batch (the next pass, soon after, recomputes what is
