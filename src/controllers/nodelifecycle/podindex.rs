@@ -203,7 +203,7 @@ mod tests {
         assert!(idx.apply(key("q"), Some(pod("q", "ok", "Running", false)), &facts, 0));
         assert!(!idx.apply(key("p"), None, &facts, 0));
         assert_eq!(idx.len(), 5);
-        assert!(idx.by_node.get("sick").is_none());
+        assert!(!idx.by_node.contains_key("sick"));
         assert_eq!(idx.always.len(), 3);
         assert_eq!(idx.terminal.len(), 2);
         idx.apply(key("u"), None, &facts, 0);
