@@ -674,9 +674,16 @@ impl GcGraph {
     }
 }
 
+/// Only `metadata` of a stored object: the rest is skipped unparsed (the
+/// collector sees every write, so a full parse of each would be waste).
+#[derive(serde::Deserialize)]
+struct MetadataOnly {
+    metadata: Option<Value>,
+}
+
 fn gc_node(res: &Arc<Resource>, kv: &KeyValue) -> Option<(String, GcNode)> {
-    let obj: Value = serde_json::from_slice(&kv.value).ok()?;
-    let m = obj.get("metadata")?;
+    let obj: MetadataOnly = serde_json::from_slice(&kv.value).ok()?;
+    let m = obj.metadata.as_ref()?;
     let uid = m.get("uid")?.as_str()?.to_string();
     let owners = m
         .get("ownerReferences")
@@ -708,23 +715,44 @@ fn gc_node(res: &Arc<Resource>, kv: &KeyValue) -> Option<(String, GcNode)> {
                 .to_string(),
             owners,
             deleting: m.get("deletionTimestamp").is_some(),
-            finalizers: super::registry::finalizers(&obj),
+            finalizers: super::registry::string_list(m.get("finalizers")),
         },
     ))
 }
 
-/// Find which resource a storage key belongs to.
-fn resource_for_key(app: &AppState, key: &str) -> Option<Arc<Resource>> {
-    let rest = key.strip_prefix("/registry/")?;
-    let mut parts = rest.splitn(3, '/');
-    let group = parts.next()?;
-    let plural = parts.next()?;
-    let group = if group == "core" { "" } else { group };
-    app.registry
-        .kinds
-        .storage_resources()
-        .into_iter()
-        .find(|r| r.group == group && r.plural == plural)
+/// Which resource a storage key belongs to, memoized per (group, plural)
+/// until the set of kinds changes (its generation moves).
+#[derive(Default)]
+struct ResourceForKey {
+    generation: u64,
+    known: HashMap<(String, String), Option<Arc<Resource>>>,
+}
+
+impl ResourceForKey {
+    fn get(&mut self, app: &AppState, key: &str) -> Option<Arc<Resource>> {
+        let rest = key.strip_prefix("/registry/")?;
+        let mut parts = rest.splitn(3, '/');
+        let group = parts.next()?;
+        let plural = parts.next()?;
+        let group = if group == "core" { "" } else { group };
+        let generation = app.registry.kinds.generation();
+        if generation != self.generation {
+            self.known.clear();
+            self.generation = generation;
+        }
+        if let Some(r) = self.known.get(&(group.to_string(), plural.to_string())) {
+            return r.clone();
+        }
+        let found = app
+            .registry
+            .kinds
+            .storage_resources()
+            .into_iter()
+            .find(|r| r.group == group && r.plural == plural);
+        self.known
+            .insert((group.to_string(), plural.to_string()), found.clone());
+        found
+    }
 }
 
 pub async fn run_gc(app: Arc<AppState>) {
@@ -739,6 +767,7 @@ pub async fn run_gc(app: Arc<AppState>) {
 async fn gc_loop(app: &Arc<AppState>) -> ApiResult<()> {
     let mut graph = GcGraph::default();
     let mut queue: VecDeque<String> = VecDeque::new();
+    let mut resource_for_key = ResourceForKey::default();
     let rev = app.registry.store.current_revision();
     let listed = app
         .registry
@@ -746,7 +775,7 @@ async fn gc_loop(app: &Arc<AppState>) -> ApiResult<()> {
         .list("/registry/", None, 0, Some(rev))
         .await?;
     for kv in &listed.items {
-        if let Some(res) = resource_for_key(app, &kv.key)
+        if let Some(res) = resource_for_key.get(app, &kv.key)
             && let Some((uid, node)) = gc_node(&res, kv)
         {
             queue.extend(graph.upsert(uid, node));
@@ -769,7 +798,7 @@ async fn gc_loop(app: &Arc<AppState>) -> ApiResult<()> {
             ev = w.next() => {
                 let Some(ev) = ev else { return Ok(()) };
                 let ev = ev?;
-                let Some(res) = resource_for_key(app, &ev.kv.key) else { continue };
+                let Some(res) = resource_for_key.get(app, &ev.kv.key) else { continue };
                 match ev.kind {
                     EventKind::Deleted => queue.extend(graph.remove_key(&ev.kv.key)),
                     _ => {

@@ -3,10 +3,22 @@
 //! the same reason+message on the same object into one Event with a count,
 //! like upstream's recorder.
 //!
+//! Recording only queues the event: each recorder (and its clones) has one
+//! bounded queue of [`QUEUE_CAPACITY`] events drained by one task that
+//! writes at most [`WRITES_IN_FLIGHT`] at a time, so a burst (10,000
+//! `Scheduled` events) neither spawns a task per event nor competes without
+//! bound with the writes it reports on (binds). Like upstream's broadcaster,
+//! an event that finds the queue full is dropped and counted
+//! ([`dropped_events`]).
+//!
 //! Invariant: recording never blocks or fails the caller; errors are logged.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
@@ -47,30 +59,71 @@ type SeenKey = (String, String, String);
 /// (event namespace, event name, count)
 type SeenEvent = (String, String, i32);
 
+/// Events one recorder may have queued before new ones are dropped
+/// (upstream `maxQueuedEvents`).
+pub const QUEUE_CAPACITY: usize = 1000;
+/// Event writes of one recorder in flight at once.
+pub const WRITES_IN_FLIGHT: usize = 8;
+
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Events dropped so far in this process because a recorder's queue was full.
+pub fn dropped_events() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// One queued event.
+struct Job {
+    component: String,
+    reference: ObjectReference,
+    kind: Kind,
+    reason: String,
+    message: String,
+}
+
 #[derive(Clone)]
 pub struct Recorder {
-    client: kube::Client,
     component: String,
+    writer: Arc<Writer>,
+    /// The queue, created (with its task) on the first event: recorders
+    /// may be built outside the runtime.
+    queue: Arc<OnceLock<mpsc::Sender<Job>>>,
+}
+
+/// What the queue's task writes with (holds no sender: the task ends when
+/// the last clone of the recorder is dropped).
+struct Writer {
+    client: kube::Client,
     /// `source.host` of the events (the node name, for a kubelet).
     host: Option<String>,
     /// (object uid, reason, message) → (event namespace, event name, count)
-    seen: Arc<Mutex<HashMap<SeenKey, SeenEvent>>>,
+    seen: Mutex<HashMap<SeenKey, SeenEvent>>,
 }
 
 impl Recorder {
     pub fn new(client: kube::Client, component: &str) -> Self {
         Recorder {
-            client,
             component: component.to_string(),
-            host: None,
-            seen: Arc::new(Mutex::new(HashMap::new())),
+            writer: Arc::new(Writer {
+                client,
+                host: None,
+                seen: Mutex::new(HashMap::new()),
+            }),
+            queue: Arc::new(OnceLock::new()),
         }
     }
 
     /// Events from this recorder name `host` as their source (kubelets).
-    pub fn with_host(mut self, host: &str) -> Self {
-        self.host = Some(host.to_string());
-        self
+    pub fn with_host(self, host: &str) -> Self {
+        Recorder {
+            component: self.component,
+            writer: Arc::new(Writer {
+                client: self.writer.client.clone(),
+                host: Some(host.to_string()),
+                seen: Mutex::new(HashMap::new()),
+            }),
+            queue: Arc::new(OnceLock::new()),
+        }
     }
 
     /// Record an event about `obj` (any namespaced or cluster object).
@@ -92,18 +145,48 @@ impl Recorder {
     }
 
     pub fn record_ref(&self, reference: ObjectReference, kind: Kind, reason: &str, message: &str) {
-        let mut me = self.clone();
-        if me.component == "kube-controller-manager"
-            && let Some(c) = reference.kind.as_deref().and_then(component_for)
-        {
-            me.component = c.to_string();
+        let component = match reference.kind.as_deref().and_then(component_for) {
+            Some(c) if self.component == "kube-controller-manager" => c.to_string(),
+            _ => self.component.clone(),
+        };
+        let job = Job {
+            component,
+            reference,
+            kind,
+            reason: reason.to_string(),
+            message: message.to_string(),
+        };
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>(QUEUE_CAPACITY);
+            let writer = self.writer.clone();
+            tokio::spawn(async move {
+                tokio_stream::wrappers::ReceiverStream::new(rx)
+                    .for_each_concurrent(WRITES_IN_FLIGHT, |job| {
+                        let writer = writer.clone();
+                        async move { writer.write(job).await }
+                    })
+                    .await
+            });
+            tx
+        });
+        if queue.try_send(job).is_err() {
+            let n = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!("event queue full: {n} events dropped so far");
+            }
         }
-        let reason = reason.to_string();
-        let message = message.to_string();
-        tokio::spawn(async move { me.write(reference, kind, reason, message).await });
     }
+}
 
-    async fn write(&self, reference: ObjectReference, kind: Kind, reason: String, message: String) {
+impl Writer {
+    async fn write(&self, job: Job) {
+        let Job {
+            component,
+            reference,
+            kind,
+            reason,
+            message,
+        } = job;
         let ns = reference
             .namespace
             .clone()
@@ -153,10 +236,10 @@ impl Recorder {
             last_timestamp: Some(super::podutil::chrono_to_time(now)),
             event_time: None::<MicroTime>,
             source: Some(EventSource {
-                component: Some(self.component.clone()),
+                component: Some(component.clone()),
                 host: self.host.clone(),
             }),
-            reporting_component: Some(self.component.clone()),
+            reporting_component: Some(component),
             reporting_instance: Some(crate::config::hostname()),
             ..Default::default()
         };

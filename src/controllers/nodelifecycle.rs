@@ -1,7 +1,10 @@
 //! Node lifecycle controller (upstream `nodelifecycle` + taint-eviction +
-//! `podgc`): one loop that recomputes `nodelifecycle::plan` over all nodes,
-//! node leases and pods on any change of them (debounced) and at the plan's
-//! `requeue_after`, and applies its actions in order.
+//! `podgc`): one loop that recomputes `nodelifecycle::plan` over all nodes
+//! and node leases on any change of them (debounced) and at the plan's
+//! `requeue_after`, and applies its actions in order. Pods are kept in a
+//! [`PodIndex`] fed by the pod subscription; a pod change wakes the loop
+//! only when it concerns a pass, and a pass looks only at the pods its
+//! `PodScope` names (so 10,000 pods bound one by one cost no passes).
 //!
 //! Invariant: actions are applied in the plan's order; the first failed node
 //! or pod write ends the batch (the next pass, soon after, recomputes what is
@@ -9,21 +12,25 @@
 //! so a lagging watch never repeats them.
 
 pub mod plan;
+pub mod podindex;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
+use podindex::{NodeFacts, PodIndex};
 use serde_json::json;
 
 use super::events::{Kind, Recorder};
 use super::informers::Informer;
-use super::passloop::{Overlay, Waker, wait_ready};
+use super::passloop::{DEBOUNCE, Overlay, Waker, wait_ready};
 use super::{Context, run_forever};
 
 /// Pause before retrying after a failed write.
@@ -47,6 +54,10 @@ struct Shell {
     eviction_recorder: Recorder,
     nodes: Overlay<Node>,
     pods: Overlay<Pod>,
+    /// Every pod, by node; fed by the pod subscription.
+    index: PodIndex,
+    /// What the last pass knew of nodes (which pod changes matter).
+    facts: NodeFacts,
 }
 
 async fn run_loop(ctx: Arc<Context>, leases: Arc<Informer<Lease>>) {
@@ -58,33 +69,44 @@ async fn run_loop(ctx: Arc<Context>, leases: Arc<Informer<Lease>>) {
             .unwrap_or(chrono::Duration::seconds(40)),
         ..Default::default()
     };
-    let waker = Waker::new(vec![
-        ctx.nodes.notifier(),
-        ctx.pods.notifier(),
-        leases.notifier(),
-    ]);
+    // pods are not a wake-up source: their changes come through `pod_changes`
+    // and wake the loop only when they concern a pass (`PodIndex::apply`)
+    let waker = Waker::new(vec![ctx.nodes.notifier(), leases.notifier()]);
+    let mut pod_changes = ctx.pods.subscribe().boxed();
     let mut shell = Shell {
         node_recorder: Recorder::new(ctx.client.clone(), plan::COMPONENT_NODE_CONTROLLER),
         eviction_recorder: Recorder::new(ctx.client.clone(), plan::COMPONENT_TAINT_EVICTION),
         nodes: Overlay::default(),
         pods: Overlay::default(),
+        index: PodIndex::default(),
+        facts: NodeFacts::default(),
         ctx,
     };
     let mut state = plan::State::default();
     loop {
         let armed = waker.arm();
+        shell.take_pod_changes(&mut pod_changes, &cfg, None);
         let nodes = shell.nodes.merge(shell.ctx.nodes.store().state());
-        let pods = shell.pods.merge(shell.ctx.pods.store().state());
         let lease_objs = leases.store().state();
         let node_refs: Vec<&Node> = nodes.iter().map(|n| &**n).collect();
-        let pod_refs: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
         let lease_refs: Vec<&Lease> = lease_objs.iter().map(|l| &**l).collect();
-        let snap = plan::Snapshot {
-            nodes: &node_refs,
-            leases: &lease_refs,
-            pods: &pod_refs,
-        };
-        let out = plan::plan(&snap, &mut state, &cfg, Utc::now());
+        let mut facts = NodeFacts::default();
+        let (index, overlay) = (&shell.index, &mut shell.pods);
+        let out = plan::plan_scoped(
+            &node_refs,
+            &lease_refs,
+            &mut state,
+            &cfg,
+            Utc::now(),
+            |scope| {
+                facts = NodeFacts::from_scope(
+                    scope,
+                    node_refs.iter().filter_map(|n| n.metadata.name.clone()),
+                );
+                overlay.merge_subset(index.select(scope))
+            },
+        );
+        shell.facts = facts;
         let mut wait = out
             .requeue_after
             .and_then(|d| d.to_std().ok())
@@ -94,11 +116,57 @@ async fn run_loop(ctx: Arc<Context>, leases: Arc<Informer<Lease>>) {
             wait = wait.min(RETRY);
         }
         // a deadline just passed: give the clock a moment so the pass sees it expired
-        armed.wait(wait.max(Duration::from_millis(10))).await;
+        let deadline = tokio::time::Instant::now() + wait.max(Duration::from_millis(10));
+        let changed = armed.wait(wait.max(Duration::from_millis(10)));
+        tokio::pin!(changed);
+        loop {
+            tokio::select! {
+                _ = &mut changed => break,
+                Some(p) = pod_changes.next() => {
+                    if shell.take_pod_changes(&mut pod_changes, &cfg, Some(p)) {
+                        let soon = tokio::time::Instant::now() + DEBOUNCE;
+                        tokio::time::sleep_until(soon.min(deadline)).await;
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
 
 impl Shell {
+    /// Applies `first` and every pod change already waiting to the index;
+    /// true when one of them concerns a pass.
+    fn take_pod_changes(
+        &mut self,
+        changes: &mut (impl Stream<Item = Arc<Pod>> + Unpin),
+        cfg: &plan::Config,
+        first: Option<Arc<Pod>>,
+    ) -> bool {
+        let store = self.ctx.pods.store();
+        let mut wake = false;
+        let mut next = first;
+        loop {
+            let seen = match next.take() {
+                Some(p) => p,
+                None => match changes.next().now_or_never() {
+                    Some(Some(p)) => p,
+                    _ => break,
+                },
+            };
+            let ns = seen.metadata.namespace.clone().unwrap_or_default();
+            let name = seen.metadata.name.clone().unwrap_or_default();
+            let current = store.get(&ObjectRef::new(&name).within(&ns));
+            wake |= self.index.apply(
+                (ns, name),
+                current,
+                &self.facts,
+                cfg.terminated_pod_threshold,
+            );
+        }
+        wake
+    }
+
     /// Applies the actions in order. A failed write skips the later writes
     /// of the same node or pod (their preconditions no longer hold) and is
     /// reported at the end, so one stuck object does not block the others.

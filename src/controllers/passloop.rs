@@ -173,6 +173,29 @@ impl<K: Resource + Clone> Overlay<K> {
         });
         out
     }
+
+    /// [`Overlay::merge`] over part of the cache (`subset`): a deleted entry
+    /// missing from `subset` is kept (until its TTL) rather than taken as
+    /// gone, since it may only be outside the subset.
+    pub fn merge_subset(&mut self, subset: Vec<Arc<K>>) -> Vec<Arc<K>> {
+        let deleted: Vec<((String, String), Option<String>, Instant)> = self
+            .entries
+            .iter()
+            .filter_map(|(k, e)| match e {
+                Entry::Deleted(uid, t) => Some((k.clone(), uid.clone(), *t)),
+                Entry::Written(..) => None,
+            })
+            .collect();
+        let out = self.merge(subset);
+        let now = Instant::now();
+        for (k, uid, t) in deleted {
+            if now.duration_since(t) >= OVERLAY_TTL {
+                continue;
+            }
+            self.entries.entry(k).or_insert(Entry::Deleted(uid, t));
+        }
+        out
+    }
 }
 
 #[cfg(test)]

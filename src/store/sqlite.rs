@@ -238,7 +238,12 @@ impl Backend for SqliteBackend {
                     remaining: page.remaining,
                 })
             };
-            let listed = if limit != 0 && limit <= 64 {
+            // small results (a page, or a whole range that turns out small,
+            // like the per-create LimitRange/ResourceQuota lookups) are
+            // copied right here: a blocking-pool hop costs more than them
+            let small = (limit != 0 && limit <= 64)
+                || (limit == 0 && self.cache.read().range(&range).nth(64).is_none());
+            let listed = if small {
                 from_index()
             } else {
                 tokio::task::spawn_blocking(from_index)

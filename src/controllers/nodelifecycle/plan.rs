@@ -197,11 +197,79 @@ pub struct Plan {
 
 /// One full pass: node health, taints, taint eviction, pods-not-ready, pod GC.
 pub fn plan(snap: &Snapshot, state: &mut State, cfg: &Config, now: DateTime<Utc>) -> Plan {
+    plan_scoped(snap.nodes, snap.leases, state, cfg, now, |_| {
+        snap.pods.to_vec()
+    })
+}
+
+/// What the node part of a pass decided, for choosing the pods the pod part
+/// must see. The pod part gives the same actions for a subset of the pods
+/// as for all of them when the subset holds at least every pod that
+/// - is bound to a node [`PodScope::watched_nodes`] names (not Ready, or
+///   NoExecute / out-of-service tainted, after this pass's node updates),
+/// - is bound to a node that does not exist ([`PodScope::has_node`] false),
+/// - is terminal or terminating, or
+/// - has a pending taint eviction ([`PodScope::evicting`]).
+///
+/// Every other pod is on a Ready, untainted node and needs nothing.
+pub struct PodScope<'s> {
+    views: &'s [NodeView<'s>],
+    names: BTreeSet<&'s str>,
+    evictions: &'s BTreeMap<PodKey, DateTime<Utc>>,
+}
+
+impl PodScope<'_> {
+    /// Names of the nodes whose pods the pod part must see.
+    pub fn watched_nodes(&self) -> impl Iterator<Item = &str> + '_ {
+        self.views
+            .iter()
+            .filter(|v| view_needs_pods(v))
+            .map(|v| node_name(v.node))
+    }
+
+    /// Whether the node exists (its pods are not orphans).
+    pub fn has_node(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// (namespace, name) of the pods with a taint eviction pending.
+    pub fn evicting(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.evictions
+            .keys()
+            .map(|k| (k.namespace.as_str(), k.name.as_str()))
+    }
+}
+
+/// Whether a node's pods can need an action: not Ready=True, or carrying a
+/// NoExecute or out-of-service taint.
+fn view_needs_pods(v: &NodeView) -> bool {
+    v.ready_status() != Some("True")
+        || v.taints
+            .iter()
+            .any(|t| t.effect == NO_EXECUTE || t.key == TAINT_OUT_OF_SERVICE)
+}
+
+/// Whether a pod must be seen by every pass whatever its node (terminal or
+/// terminating); see [`PodScope`].
+pub fn pod_always_in_scope(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some() || is_terminal(pod)
+}
+
+/// [`plan`] with the pods chosen after the node part: `pods` gets the
+/// [`PodScope`] and returns the pods the pod part looks at (see there for
+/// what they must include).
+pub fn plan_scoped<P: std::ops::Deref<Target = Pod>>(
+    nodes: &[&Node],
+    leases: &[&Lease],
+    state: &mut State,
+    cfg: &Config,
+    now: DateTime<Utc>,
+    pods: impl FnOnce(&PodScope<'_>) -> Vec<P>,
+) -> Plan {
     let mut pass = Pass::new(now, cfg);
-    let leases = lease_index(snap.leases);
-    track_node_set(snap.nodes, state, &mut pass);
-    let views: Vec<NodeView> = snap
-        .nodes
+    let leases = lease_index(leases);
+    track_node_set(nodes, state, &mut pass);
+    let views: Vec<NodeView> = nodes
         .iter()
         .map(|n| node_health_pass(n, leases.get(node_name(n)).copied(), state, &mut pass))
         .collect();
@@ -210,7 +278,13 @@ pub fn plan(snap: &Snapshot, state: &mut State, cfg: &Config, now: DateTime<Utc>
         .into_iter()
         .map(|v| node_taint_pass(v, state.full_disruption, &mut pass))
         .collect();
-    pod_pass(snap.pods, &views, state, &mut pass);
+    let pods = pods(&PodScope {
+        views: &views,
+        names: views.iter().map(|v| node_name(v.node)).collect(),
+        evictions: &state.evictions,
+    });
+    let pods: Vec<&Pod> = pods.iter().map(|p| &**p).collect();
+    pod_pass(&pods, &views, state, &mut pass);
     pass.finish()
 }
 
@@ -1822,5 +1896,99 @@ mod tests {
         // no Ready condition: NoExecute taints left alone
         let out = reconcile_taints(&current, &[], None, t(9));
         assert_eq!(out.len(), 1);
+    }
+
+    /// The pod part over the pods `PodIndex::select` picks gives exactly the
+    /// actions of the pod part over every pod, pass after pass.
+    #[test]
+    fn scoped_passes_equal_full_passes() {
+        use crate::controllers::nodelifecycle::podindex::{NodeFacts, PodIndex};
+        use std::sync::Arc;
+        let tainted = node(
+            "c",
+            vec![cond("Ready", "True", -100)],
+            vec![taint("dedicated", NO_EXECUTE, Some(-30))],
+        );
+        let nodes = [
+            ready_node("a", "True"),
+            ready_node("b", "True"),
+            tainted,
+            ready_node("d", "True"),
+        ];
+        let mut pods = vec![
+            pod("a1", "a", vec![]),
+            pod("a2", "a", vec![toleration(TAINT_UNREACHABLE, Some(5))]),
+            pod("b1", "b", vec![]),
+            pod("b2", "b", vec![toleration(TAINT_UNREACHABLE, Some(5))]),
+            pod("b3", "b", vec![toleration("", None)]),
+            pod("c1", "c", vec![]),
+            pod("c2", "c", vec![toleration("dedicated", Some(60))]),
+            pod("d1", "d", vec![]),
+            pod("o1", "gone", vec![]),
+            pod("u1", "", vec![]),
+        ];
+        for (name, node, phase) in [
+            ("t1", "a", "Succeeded"),
+            ("t2", "d", "Failed"),
+            ("t3", "a", "Failed"),
+        ] {
+            let mut p = pod(name, node, vec![]);
+            p.status.as_mut().unwrap().phase = Some(phase.into());
+            p.metadata.creation_timestamp = Some(chrono_to_time(t(-600)));
+            pods.push(p);
+        }
+        for (name, node) in [("x1", "d"), ("x2", "")] {
+            let mut p = pod(name, node, vec![]);
+            p.metadata.deletion_timestamp = Some(chrono_to_time(t(-10)));
+            pods.push(p);
+        }
+        pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let cfg = Config {
+            terminated_pod_threshold: 2,
+            ..Config::default()
+        };
+        let mut index = PodIndex::default();
+        for p in &pods {
+            let key = ("default".to_string(), p.metadata.name.clone().unwrap());
+            index.apply(key, Some(Arc::new(p.clone())), &NodeFacts::default(), 0);
+        }
+        let node_refs: Vec<&Node> = nodes.iter().collect();
+        let pod_refs: Vec<&Pod> = pods.iter().collect();
+        let (mut full, mut scoped) = (State::default(), State::default());
+        let mut acted = 0;
+        for now in [0, 39, 41, 45, 47, 61, 81, 100] {
+            // b stops renewing its lease at 0
+            let leases: Vec<Lease> = ["a", "c", "d"]
+                .iter()
+                .map(|n| lease(n, now))
+                .chain([lease("b", 0)])
+                .collect();
+            let lease_refs: Vec<&Lease> = leases.iter().collect();
+            let snap = Snapshot {
+                nodes: &node_refs,
+                leases: &lease_refs,
+                pods: &pod_refs,
+            };
+            let want = plan(&snap, &mut full, &cfg, t(now));
+            let mut picked = 0;
+            let got = plan_scoped(
+                &node_refs,
+                &lease_refs,
+                &mut scoped,
+                &cfg,
+                t(now),
+                |scope| {
+                    let sel = index.select(scope);
+                    picked = sel.len();
+                    sel
+                },
+            );
+            assert_eq!(got, want, "at {now}");
+            assert!(picked < pods.len(), "at {now}: {picked} pods picked");
+            acted += deleted(&got).len();
+        }
+        // evictions (c1 at once, b1 then b2 once b is unreachable), orphan,
+        // terminating and terminated GC all happened
+        assert!(acted >= 6, "{acted} deletions");
     }
 }
