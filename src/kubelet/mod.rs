@@ -22,6 +22,7 @@ pub mod plan;
 pub mod pods;
 pub mod probes;
 pub mod server;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 
