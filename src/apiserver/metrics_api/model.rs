@@ -287,12 +287,12 @@ pub fn cpu_quantity(nanocores: u64) -> String {
 /// Bytes as metrics-server prints them (`resource.NewQuantity(b, BinarySI)`):
 /// `Ki`/`Mi`/… when exact, the plain number otherwise, decimal below 1024.
 pub fn memory_quantity(bytes: u64) -> String {
-    let q = if bytes >= 1024 && bytes % 1024 == 0 {
+    let q = if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{}Ki", bytes / 1024)
     } else {
         bytes.to_string()
     };
-    if bytes >= 1024 && bytes % 1024 != 0 {
+    if bytes >= 1024 && !bytes.is_multiple_of(1024) {
         return q;
     }
     crate::api::quantity::parse_quantity(&q)
