@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::handlers::{json_response, parse_query};
+use super::negotiate::{self, IncludeObject, Output};
 use super::registry::{Identity, ListOptions, now_rfc3339};
 use crate::api::selector::{FieldSelector, LabelSelector};
 use model::{NodeWindow, Scrape};
@@ -301,17 +302,44 @@ pub async fn handle(
     identity: Option<axum::Extension<Identity>>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Response {
     if identity.is_none() {
         return ApiError::unauthorized().into_response();
     }
-    match dispatch(&app, &method, &uri).await {
+    match dispatch(&app, &method, &uri, &headers).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn dispatch(app: &AppState, method: &Method, uri: &Uri) -> ApiResult<Response> {
+/// The answer as JSON, or as a Table when the client asked for one.
+fn respond(
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    items: &[Value],
+    obj: Value,
+) -> ApiResult<Response> {
+    match negotiate::output(headers, q.get("includeObject").map(String::as_str))? {
+        Output::Table(inc) => Ok(json_response(
+            StatusCode::OK,
+            &model::table(
+                items,
+                inc == IncludeObject::Object,
+                inc != IncludeObject::None,
+            ),
+            &[],
+        )),
+        _ => Ok(json_response(StatusCode::OK, &obj, &[])),
+    }
+}
+
+async fn dispatch(
+    app: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let segs: Vec<String> = uri
         .path()
         .trim_matches('/')
@@ -381,7 +409,7 @@ async fn dispatch(app: &AppState, method: &Method, uri: &Uri) -> ApiResult<Respo
                 };
                 ApiError::not_found(GROUP, metrics_plural, &key)
             })?;
-            Ok(json_response(StatusCode::OK, &item, &[]))
+            respond(headers, &q, std::slice::from_ref(&item), item.clone())
         }
         None => {
             let opts = list_options(&q, kind)?;
@@ -396,11 +424,8 @@ async fn dispatch(app: &AppState, method: &Method, uri: &Uri) -> ApiResult<Respo
                     }
                 })
                 .collect();
-            Ok(json_response(
-                StatusCode::OK,
-                &list_json(&format!("{kind}List"), items),
-                &[],
-            ))
+            let list = list_json(&format!("{kind}List"), items.clone());
+            respond(headers, &q, &items, list)
         }
     }
 }

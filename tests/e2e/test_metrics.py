@@ -171,6 +171,12 @@ def test_kubectl_top(kc, burner):
 
     out = kc.run("top", "pod", "--containers", "-l", "app=burner").stdout
     assert re.search(rf"^{burner}\s+burn\s+\d+m\s+\d+Mi", out, re.M), out
+    # server-side printing, like metrics-server's Table
+    out = kc.run("get", "podmetrics", burner).stdout
+    assert re.match(r"NAME\s+CPU\s+MEMORY\s+WINDOW\n", out), out
+    assert re.search(rf"^{burner}\s+\d+[num]?\s+\d+(Ki|Mi)?\s+[\d.hms]+s$", out, re.M), out
+    out = kc.run("get", "nodemetrics").stdout
+    assert re.search(rf"^{NODE}\s+\d+[num]?\s+\d+(Ki|Mi|Gi)?\s+[\d.hms]+s$", out, re.M), out
 
 
 def test_metrics_api_objects(admin, burner):

@@ -390,6 +390,67 @@ pub fn pod_metrics(
     })
 }
 
+fn sum_quantities<'a>(qs: impl Iterator<Item = &'a Value>) -> String {
+    let mut total: Option<crate::api::quantity::Quantity> = None;
+    for q in qs
+        .filter_map(Value::as_str)
+        .filter_map(crate::api::quantity::parse_quantity)
+    {
+        total = Some(match total {
+            None => q,
+            Some(t) => t.checked_add(&q).unwrap_or(t),
+        });
+    }
+    total.map(|t| t.canonical()).unwrap_or_else(|| "0".into())
+}
+
+/// NodeMetrics/PodMetrics objects as a `meta.k8s.io/v1` Table (Name, CPU,
+/// Memory, Window; a pod's usage is the sum of its containers), the row
+/// objects as `PartialObjectMetadata` unless `full_objects`.
+pub fn table(items: &[Value], full_objects: bool, with_objects: bool) -> Value {
+    let col = |name: &str, format: &str, desc: &str| json!({ "name": name, "type": "string", "format": format, "description": desc, "priority": 0 });
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            let (cpu, mem) = match o.get("containers").and_then(Value::as_array) {
+                Some(cs) => (
+                    sum_quantities(cs.iter().filter_map(|c| c.pointer("/usage/cpu"))),
+                    sum_quantities(cs.iter().filter_map(|c| c.pointer("/usage/memory"))),
+                ),
+                None => (
+                    sum_quantities(o.pointer("/usage/cpu").into_iter()),
+                    sum_quantities(o.pointer("/usage/memory").into_iter()),
+                ),
+            };
+            let mut row = json!({ "cells": [o["metadata"]["name"], cpu, mem, o["window"]] });
+            if with_objects {
+                row["object"] = if full_objects {
+                    o.clone()
+                } else {
+                    json!({
+                        "kind": "PartialObjectMetadata",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": o["metadata"],
+                    })
+                };
+            }
+            row
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {},
+        "columnDefinitions": [
+            col("Name", "name", "Name of the resource"),
+            col("CPU", "", "CPU usage"),
+            col("Memory", "", "Memory usage"),
+            col("Window", "", "Interval over which the usage was measured"),
+        ],
+        "rows": rows,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,5 +642,17 @@ garbage line here
         );
         assert_eq!(p["containers"][0]["name"], "c");
         assert_eq!(p["containers"][0]["usage"]["cpu"], "5m");
+        let two = pod_metrics("ns", "p", None, &[("a".into(), u), ("b".into(), u)], "now");
+        let t = table(&[two, n], false, true);
+        assert_eq!(t["columnDefinitions"][3]["name"], "Window");
+        assert_eq!(t["rows"][0]["cells"], json!(["p", "10m", "16Ki", "15s"]));
+        assert_eq!(t["rows"][1]["cells"], json!(["n1", "5m", "8Ki", "15s"]));
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        assert!(
+            table(&[], false, false)["rows"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
     }
 }
