@@ -159,6 +159,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         tokio::spawn(controllers::run_crds(app.clone())),
         tokio::spawn(controllers::run_namespaces(app.clone())),
         tokio::spawn(controllers::run_gc(app.clone())),
+        tokio::spawn(apiserver::metrics_api::run(app.clone())),
         compactor,
     ];
     tasks.extend(informer_tasks);

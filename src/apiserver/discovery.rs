@@ -257,12 +257,15 @@ fn aggregated_group(kinds: &Kinds, group: &str, versions: &[String]) -> Value {
 }
 
 fn aggregated_response(kinds: &Kinds, legacy: bool, v: &str) -> Response {
-    let items: Vec<Value> = kinds
+    let mut items: Vec<Value> = kinds
         .groups()
         .iter()
         .filter(|(g, _)| g.is_empty() == legacy)
         .map(|(g, vs)| aggregated_group(kinds, g, vs))
         .collect();
+    if !legacy {
+        items.push(super::metrics_api::aggregated_group());
+    }
     let body = json!({
         "kind": "APIGroupDiscoveryList",
         "apiVersion": format!("apidiscovery.k8s.io/{v}"),
@@ -316,12 +319,13 @@ pub async fn apis(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     if let Some(v) = aggregated(&headers) {
         return aggregated_response(kinds, false, v);
     }
-    let groups: Vec<Value> = kinds
+    let mut groups: Vec<Value> = kinds
         .groups()
         .iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| group_json(g, vs))
         .collect();
+    groups.push(super::metrics_api::group_json());
     json_response(
         StatusCode::OK,
         &json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }),

@@ -13,6 +13,7 @@ pub mod error;
 pub mod handlers;
 pub mod join;
 pub mod metrics;
+pub mod metrics_api;
 pub mod negotiate;
 pub mod node_authz;
 pub mod openapi_routes;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub join: Option<join::JoinConfig>,
     /// TLS towards kubelets (logs, exec, attach, port-forward, node proxy).
     pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Latest resource usage scraped from kubelets (`metrics.k8s.io`).
+    pub resource_metrics: metrics_api::ResourceMetrics,
 }
 
 pub struct ApiServerConfig {
@@ -93,6 +96,7 @@ impl AppState {
             openapi: openapi_routes::OpenApiCache::default(),
             watch_lines: watch::LineCache::default(),
             kubelet_tls,
+            resource_metrics: Default::default(),
             sa_signer: cfg.service_account_key_pem.as_deref().and_then(|pem| {
                 satoken::Signer::from_pem(pem)
                     .map_err(|e| tracing::warn!("service-account tokens disabled: {e}"))
@@ -221,6 +225,14 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/openapi/v2", get(openapi_routes::v2))
         .route("/openapi/v3", get(openapi_routes::v3_index))
         .route("/openapi/v3/{*path}", get(openapi_routes::v3_doc))
+        .route(
+            "/apis/metrics.k8s.io",
+            axum::routing::any(metrics_api::handle),
+        )
+        .route(
+            "/apis/metrics.k8s.io/{*rest}",
+            axum::routing::any(metrics_api::handle),
+        )
         .route(
             "/api/{*rest}",
             axum::routing::any(handlers::resource_request),

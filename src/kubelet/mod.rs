@@ -30,6 +30,7 @@ pub mod running;
 pub mod server;
 pub mod settings;
 pub mod static_pods;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 

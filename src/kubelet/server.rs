@@ -1,7 +1,8 @@
 //! The kubelet HTTPS server (port 10250): `/healthz`, `/pods`,
-//! `/containerLogs`, `/exec`, `/attach`, `/portForward` and `/runningpods/`,
-//! as upstream. `/pods` lists what the pod workers run (static pods
-//! included) from `kubelet::running`.
+//! `/containerLogs`, `/exec`, `/attach`, `/portForward`, `/runningpods/`,
+//! `/stats/summary` and `/metrics/resource` (`stats`), as upstream. `/pods`
+//! lists what the pod workers run (static pods included) from
+//! `kubelet::running`.
 //!
 //! Containers are found through CRI only (label filters from the contract in
 //! `kubelet/mod.rs`); logs are read from the CRI log file (`logs`). For
@@ -35,6 +36,7 @@ use tokio_rustls::TlsAcceptor;
 use super::cri::{Cri, api};
 use super::labels;
 use super::logs::{self, LogOptions};
+use super::stats::{self, collect::StatsProvider};
 use crate::agent::AgentConfig;
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -95,6 +97,7 @@ struct Ctx {
     running: super::running::RunningPods,
     #[allow(dead_code)]
     cfg: AgentConfig,
+    stats: StatsProvider,
 }
 
 /// Serve until `stop` turns true. `client_ca_pem` must be the CA `tls`
@@ -110,7 +113,8 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let _ = client_ca_pem;
-    let ctx = Arc::new(Ctx { cri, running, cfg });
+    let stats = StatsProvider::new(cri.clone(), &cfg.node_name, &cfg.agent_dir);
+    let ctx = Arc::new(Ctx { cri, running, cfg, stats });
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
@@ -169,6 +173,13 @@ fn text(code: StatusCode, msg: impl Into<String>) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    r
+}
+
+fn with_type(body: Body, content_type: &'static str) -> Response<Body> {
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -243,10 +254,22 @@ async fn route(ctx: &Ctx, allowed: Option<bool>, req: Request<Incoming>) -> Answ
         }
         (Method::GET, ["runningpods", ..]) => running_pods(ctx).await,
         (Method::GET, ["pods"]) => Ok(json_response(&ctx.running.pod_list_json())),
+        (Method::GET, ["stats", "summary"] | ["stats", "summary", ""]) => {
+            let (summary, _) = ctx.stats.summary().await;
+            let body = serde_json::to_vec(&summary)
+                .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Ok(with_type(full(body), "application/json"))
+        }
+        (Method::GET, ["metrics", "resource"]) => {
+            let (summary, failed) = ctx.stats.summary().await;
+            let text = stats::render_prometheus(&summary, failed);
+            Ok(with_type(full(text), stats::PROMETHEUS_CONTENT_TYPE))
+        }
         (
             _,
             [
-                "containerLogs" | "exec" | "attach" | "portForward" | "runningpods" | "pods",
+                "containerLogs" | "exec" | "attach" | "portForward" | "runningpods" | "pods"
+                | "stats" | "metrics",
                 ..,
             ],
         ) => Err(HttpError::new(
