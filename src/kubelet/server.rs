@@ -114,7 +114,12 @@ pub async fn serve(
 ) {
     let _ = client_ca_pem;
     let stats = StatsProvider::new(cri.clone(), &cfg.node_name, &cfg.agent_dir);
-    let ctx = Arc::new(Ctx { cri, running, cfg, stats });
+    let ctx = Arc::new(Ctx {
+        cri,
+        running,
+        cfg,
+        stats,
+    });
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
