@@ -25,4 +25,4 @@ cargo clippy --release --locked --all-targets -- -D warnings
 echo "== unit and integration tests"
 cargo test --release --locked
 echo "== end-to-end"
-SKIFF_BIN="$PWD/target/release/skiff" python3 -m pytest -q -x tests/e2e "$@"
+SKIFF_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/skiff" python3 -m pytest -q -x tests/e2e "$@"
