@@ -29,12 +29,14 @@ MKIMAGE = os.environ.get(
 IMAGE = "skiff.test/busybox:1"
 NODE = "skiff-e2e-node"
 
-pytestmark = pytest.mark.skipif(
+# root and containerd: every agent test module uses this mark
+needs_root_containerd = pytest.mark.skipif(
     os.geteuid() != 0 or not any(
         os.access(os.path.join(d, "containerd"), os.X_OK) for d in os.environ["PATH"].split(":")
     ),
     reason="needs root and containerd",
 )
+pytestmark = needs_root_containerd
 
 
 def sh(*args, check=True, timeout=60):

@@ -19,7 +19,7 @@ import tempfile
 import pytest
 
 from conftest import ALL_KUBECTLS, SKIFF, Kubectl, Server, free_port, wait_for
-from test_agent import MKIMAGE, clean_host, node_ready, sh
+from test_agent import clean_host, MKIMAGE, needs_root_containerd, node_ready, sh
 
 IMAGE = "skiff.test/busybox:1"
 NODE = "skiff-e2e-evict"
@@ -27,12 +27,7 @@ HOG_MIB = 3000
 MARGIN_MIB = 1536
 GC_TTL_SECONDS = 20
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not any(
-        os.access(os.path.join(d, "containerd"), os.X_OK) for d in os.environ["PATH"].split(":")
-    ),
-    reason="needs root and containerd",
-)
+pytestmark = needs_root_containerd
 
 
 def memory_available_mib():

@@ -17,17 +17,12 @@ import time
 import pytest
 
 from conftest import ALL_KUBECTLS, OLDEST_NEWEST, Kubectl, Server, free_port, wait_for
-from test_agent import IMAGE, MKIMAGE, clean_host, node_ready, sh
+from test_agent import clean_host, IMAGE, MKIMAGE, needs_root_containerd, node_ready, sh
 
 NODE = "skiff-metrics-node"
 BURN = "trap 'exit 0' TERM; while :; do :; done"
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not any(
-        os.access(os.path.join(d, "containerd"), os.X_OK) for d in os.environ["PATH"].split(":")
-    ),
-    reason="needs root and containerd",
-)
+pytestmark = needs_root_containerd
 
 
 @pytest.fixture(scope="module")

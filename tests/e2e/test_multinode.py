@@ -18,14 +18,9 @@ import tempfile
 import pytest
 
 from conftest import ALL_KUBECTLS, OLDEST_NEWEST, SKIFF, Kubectl, Server, free_port, wait_for
-from test_agent import IMAGE, MKIMAGE, clean_host, containerd_pid, node_ready, shim_pids, sh
+from test_agent import clean_host, containerd_pid, IMAGE, MKIMAGE, needs_root_containerd, node_ready, sh, shim_pids
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not any(
-        os.access(os.path.join(d, "containerd"), os.X_OK) for d in os.environ["PATH"].split(":")
-    ),
-    reason="needs root and containerd",
-)
+pytestmark = needs_root_containerd
 
 SERVER_NODE = "skiff-e2e-server"
 WORKER_NODE = "skiff-e2e-worker"

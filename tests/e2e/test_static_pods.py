@@ -23,6 +23,7 @@ import time
 import pytest
 
 from conftest import ALL_KUBECTLS, OLDEST_NEWEST, Kubectl, Server, free_port, wait_for
+from test_agent import needs_root_containerd, node_ready, shim_pids
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MKIMAGE = os.environ.get(
@@ -33,12 +34,7 @@ IMAGE2 = "skiff.test/busybox:2"
 NODE = "skiff-static-node"
 SLEEP = "trap 'exit 0' TERM; sleep 3600 & wait"
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not any(
-        os.access(os.path.join(d, "containerd"), os.X_OK) for d in os.environ["PATH"].split(":")
-    ),
-    reason="needs root and containerd",
-)
+pytestmark = needs_root_containerd
 
 
 def sh(*args, check=True, timeout=60):
@@ -93,31 +89,6 @@ class Cluster:
             return f.read().decode(errors="replace")
 
 
-def shim_pids(data_dir):
-    pids = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if "containerd-shim" in cmd and data_dir in cmd:
-            pids.append(int(pid))
-    return pids
-
-
-def node_ready(k):
-    p = k.run("get", "node", NODE, "-o", "json", check=False)
-    if p.returncode != 0:
-        return False
-    node = json.loads(p.stdout)
-    return any(
-        c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", [])
-    )
-
-
 @pytest.fixture(scope="module")
 def cluster():
     tmp = tempfile.mkdtemp(prefix="skiff-static-")
@@ -136,7 +107,7 @@ def cluster():
     srv.start()
     c = Cluster(srv, data_dir, tmp)
     try:
-        wait_for(lambda: node_ready(c.k), timeout=60, what="node Ready")
+        wait_for(lambda: node_ready(c.k, NODE), timeout=60, what="node Ready")
     except AssertionError:
         print(srv.logs())
         raise
@@ -262,7 +233,7 @@ def test_static_pod_mirror_delete_edit_restart_remove(cluster):
     state = json.loads(sh("runc", "--root", runc_root, "state", cid2).stdout)
     assert state["status"] == "running"
     c.srv.start()
-    wait_for(lambda: node_ready(k), timeout=60, what="node Ready after restart")
+    wait_for(lambda: node_ready(k, NODE), timeout=60, what="node Ready after restart")
     wait_for(lambda: mirror_running(k, mirror), timeout=60, what="mirror Running after restart")
     # a few sync rounds later still the same single container
     time.sleep(3)
