@@ -115,6 +115,11 @@ impl Manager {
             Instant::now(),
         );
         self.report_pressure(decision.pressure);
+        // the API list is needed only to re-enforce earlier evictions or to
+        // pick a victim: an idle node lists nothing
+        if self.evicted.is_empty() && decision.reclaim.is_none() {
+            return;
+        }
         let pods = self.list_pods().await;
         if let Some(pods) = &pods {
             self.enforce_evicted(pods).await;
