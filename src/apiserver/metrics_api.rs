@@ -16,7 +16,6 @@
 pub mod model;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,8 +24,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -77,26 +74,7 @@ async fn get_kubelet(
     port: u16,
     path: &str,
 ) -> Result<String, String> {
-    let server_name = match host.parse::<IpAddr>() {
-        Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?,
-    };
-    let tcp = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let (mut sender, authority) = super::proxy::dial_kubelet(tls, host, port).await?;
     let req = hyper::Request::get(path)
         .header(header::HOST, authority)
         .header(header::ACCEPT, "text/plain")
@@ -109,7 +87,6 @@ async fn get_kubelet(
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    conn.abort();
     if !status.is_success() {
         return Err(format!(
             "{status}: {}",

@@ -307,6 +307,40 @@ fn dial_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("error dialing backend: {e}"))
 }
 
+/// An HTTP/1 connection over TLS (the apiserver's kubelet-client
+/// certificate) to a kubelet, upgrades allowed, and the `Host` value for its
+/// requests. Used by the proxy and the metrics scraper.
+pub(crate) async fn dial_kubelet(
+    tls: Arc<rustls::ClientConfig>,
+    host: &str,
+    port: u16,
+) -> Result<(hyper::client::conn::http1::SendRequest<Full<Bytes>>, String), String> {
+    let server_name = match host.parse::<IpAddr>() {
+        Ok(ip) => ServerName::IpAddress(ip.into()),
+        Err(_) => ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?,
+    };
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok((sender, authority))
+}
+
 async fn kubelet_request(
     r: &ItemRequest<'_>,
     target: &Target,
@@ -318,35 +352,15 @@ async fn kubelet_request(
     let tls = r.app.kubelet_tls.clone().ok_or_else(|| {
         ApiError::service_unavailable("this server has no kubelet client certificate")
     })?;
-    let server_name = match target.host.parse::<IpAddr>() {
-        Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => ServerName::try_from(target.host.clone()).map_err(dial_error)?,
-    };
-    let tcp = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+    let (mut sender, host) = dial_kubelet(tls, &target.host, target.port)
         .await
         .map_err(dial_error)?;
-    let _ = tcp.set_nodelay(true);
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(server_name, tcp)
-        .await
-        .map_err(dial_error)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(dial_error)?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(path_and_query)
         .body(Full::new(body))
         .map_err(|e| ApiError::internal(e.to_string()))?;
     *req.headers_mut() = headers;
-    let host = if target.host.contains(':') {
-        format!("[{}]:{}", target.host, target.port)
-    } else {
-        format!("{}:{}", target.host, target.port)
-    };
     if let Ok(h) = HeaderValue::from_str(&host) {
         req.headers_mut().insert(header::HOST, h);
     }
