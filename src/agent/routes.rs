@@ -617,6 +617,25 @@ async fn our_routes(h: &Handle) -> Result<BTreeSet<Route>, RoutesError> {
     Ok(out)
 }
 
+/// The link-layer address (6 bytes) and IPv4 destination of a neighbour
+/// or FDB message, when present.
+fn mac_and_ipv4(attrs: &[NeighbourAttribute]) -> (Option<[u8; 6]>, Option<std::net::Ipv4Addr>) {
+    let mut mac = None;
+    let mut ip = None;
+    for a in attrs {
+        match a {
+            NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
+                let mut x = [0u8; 6];
+                x.copy_from_slice(b);
+                mac = Some(x);
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) => ip = Some(*d),
+            _ => {}
+        }
+    }
+    (mac, ip)
+}
+
 /// Unicast FDB entries with a remote destination on the VXLAN device.
 async fn vxlan_fdb(h: &Handle, ix: u32) -> Result<BTreeSet<Fdb>, RoutesError> {
     let mut out = BTreeSet::new();
@@ -629,19 +648,7 @@ async fn vxlan_fdb(h: &Handle, ix: u32) -> Result<BTreeSet<Fdb>, RoutesError> {
         if m.header.ifindex != ix {
             continue;
         }
-        let mut mac = None;
-        let mut dst = None;
-        for a in &m.attributes {
-            match a {
-                NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
-                    let mut x = [0u8; 6];
-                    x.copy_from_slice(b);
-                    mac = Some(x);
-                }
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) => dst = Some(*d),
-                _ => {}
-            }
-        }
+        let (mac, dst) = mac_and_ipv4(&m.attributes);
         if let (Some(mac), Some(dst)) = (mac, dst)
             && mac != [0; 6]
         {
@@ -663,19 +670,7 @@ async fn vxlan_neigh(h: &Handle, ix: u32) -> Result<BTreeSet<Neigh>, RoutesError
         if m.header.ifindex != ix || m.header.state != NeighbourState::Permanent {
             continue;
         }
-        let mut mac = None;
-        let mut ip = None;
-        for a in &m.attributes {
-            match a {
-                NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => {
-                    let mut x = [0u8; 6];
-                    x.copy_from_slice(b);
-                    mac = Some(x);
-                }
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) => ip = Some(*d),
-                _ => {}
-            }
-        }
+        let (mac, ip) = mac_and_ipv4(&m.attributes);
         if let (Some(mac), Some(ip)) = (mac, ip) {
             out.insert(Neigh { ip, mac });
         }
