@@ -20,6 +20,7 @@
 pub mod cri;
 pub mod env;
 pub mod eviction;
+pub mod fsinfo;
 pub mod imagegc;
 pub mod logs;
 pub mod node;

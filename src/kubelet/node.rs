@@ -184,8 +184,7 @@ fn read_trim(path: &str) -> Option<String> {
 }
 
 fn statvfs_bytes(dir: &Path) -> Option<u64> {
-    let st = nix::sys::statvfs::statvfs(dir).ok()?;
-    (st.blocks() as u64).checked_mul(st.fragment_size() as u64)
+    super::fsinfo::FsInfo::of(dir).map(|f| f.capacity_bytes)
 }
 
 impl HostFacts {

@@ -69,16 +69,15 @@ pub fn memory() -> Option<Observation> {
 
 /// Bytes and inodes of the filesystem holding `path`.
 pub fn filesystem(path: &Path) -> Option<(Observation, Observation)> {
-    let st = nix::sys::statvfs::statvfs(path).ok()?;
-    let frsize = st.fragment_size() as i128;
+    let f = crate::kubelet::fsinfo::FsInfo::of(path)?;
     Some((
         Observation {
-            available: st.blocks_available() as i128 * frsize,
-            capacity: st.blocks() as i128 * frsize,
+            available: f.available_bytes as i128,
+            capacity: f.capacity_bytes as i128,
         },
         Observation {
-            available: st.files_free() as i128,
-            capacity: st.files() as i128,
+            available: f.inodes_free as i128,
+            capacity: f.inodes as i128,
         },
     ))
 }

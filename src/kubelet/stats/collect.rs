@@ -119,22 +119,15 @@ fn now() -> Time {
 }
 
 fn statvfs(path: &Path, now: Time) -> Option<FsStats> {
-    let s = nix::sys::statvfs::statvfs(path).ok()?;
-    let frsize = s.fragment_size() as u64;
-    let blocks = s.blocks() as u64;
-    let files = s.files() as u64;
+    let f = crate::kubelet::fsinfo::FsInfo::of(path)?;
     Some(FsStats {
         time: now,
-        available_bytes: Some((s.blocks_available() as u64).saturating_mul(frsize)),
-        capacity_bytes: Some(blocks.saturating_mul(frsize)),
-        used_bytes: Some(
-            blocks
-                .saturating_sub(s.blocks_free() as u64)
-                .saturating_mul(frsize),
-        ),
-        inodes_free: Some(s.files_free() as u64),
-        inodes: Some(files),
-        inodes_used: Some(files.saturating_sub(s.files_free() as u64)),
+        available_bytes: Some(f.available_bytes),
+        capacity_bytes: Some(f.capacity_bytes),
+        used_bytes: Some(f.used_bytes),
+        inodes_free: Some(f.inodes_free),
+        inodes: Some(f.inodes),
+        inodes_used: Some(f.inodes_used()),
     })
 }
 
