@@ -200,7 +200,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
 
     if ds.status.as_ref() != Some(&status) {
-        super::patch_status::<DaemonSet>(&base.client, &ns, &name, &status).await?;
+        super::patch_status::<DaemonSet, _>(&base.client, &ns, &name, ds.status.as_ref(), &status)
+            .await?;
     }
     if failed {
         return Ok(Action::requeue(Duration::from_secs(2)));

@@ -60,7 +60,14 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
                     if let plan::CreateConflict::BumpCollisionCount(st) =
                         plan::on_create_conflict(&d, &existing)
                     {
-                        super::patch_status::<Deployment>(&ctx.client, &ns, &name, &st).await?;
+                        super::patch_status::<Deployment, _>(
+                            &ctx.client,
+                            &ns,
+                            &name,
+                            d.status.as_ref(),
+                            &st,
+                        )
+                        .await?;
                     }
                     return Ok(Action::requeue(std::time::Duration::from_millis(200)));
                 }
@@ -68,7 +75,14 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
                     let (ev, st) = plan::on_create_error(&d, &rs.name_any(), &e.to_string(), now);
                     record(&ctx, &d, &ev);
                     if let Some(st) = st {
-                        super::patch_status::<Deployment>(&ctx.client, &ns, &name, &st).await?;
+                        super::patch_status::<Deployment, _>(
+                            &ctx.client,
+                            &ns,
+                            &name,
+                            d.status.as_ref(),
+                            &st,
+                        )
+                        .await?;
                     }
                     return Err(e.into());
                 }
@@ -99,7 +113,8 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
         )?;
     }
     if let Some(st) = &out.status {
-        super::patch_status::<Deployment>(&ctx.client, &ns, &name, st).await?;
+        super::patch_status::<Deployment, _>(&ctx.client, &ns, &name, d.status.as_ref(), st)
+            .await?;
     }
     Ok(match out.requeue_after {
         Some(d) => Action::requeue(d),

@@ -196,10 +196,11 @@ async fn reconcile(h: Arc<HorizontalPodAutoscaler>, st: Arc<State>) -> Result<Ac
         ctx.recorder.record(&*h, kind, reason, msg);
     }
     if h.status.as_ref() != Some(&out.status) {
-        super::patch_status::<HorizontalPodAutoscaler>(
+        super::patch_status::<HorizontalPodAutoscaler, _>(
             &ctx.client,
             &ns,
             &h.name_any(),
+            h.status.as_ref(),
             &out.status,
         )
         .await?;

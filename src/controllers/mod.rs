@@ -87,22 +87,29 @@ pub struct Context {
     pub expectations: expectations::Expectations,
 }
 
-/// Merge-patch the `status` of namespaced object `name` (through the status
-/// subresource); an object that is already gone is not an error.
-pub async fn patch_status<K>(
+/// Write the whole `status` of namespaced object `name` (through the status
+/// subresource) as a merge patch; an object that is already gone is not an
+/// error. `previous` is the status the caller computed from: a field it had
+/// that `status` no longer has (a count back to zero, which the API omits) is
+/// sent as `null`, or the merge would keep the stale value.
+pub async fn patch_status<K, S>(
     client: &kube::Client,
     ns: &str,
     name: &str,
-    status: &impl serde::Serialize,
+    previous: Option<&S>,
+    status: &S,
 ) -> Result<(), Error>
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
+    S: serde::Serialize,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let patch = serde_json::json!({ "status": status });
+    let to_value = |v: &S| serde_json::to_value(v).map_err(|e| Error::Other(e.to_string()));
+    let previous = previous.map(to_value).transpose()?;
+    let patch = serde_json::json!({ "status": status_merge(previous.as_ref(), to_value(status)?) });
     ignore_gone(
         api.patch_status(
             name,
@@ -111,6 +118,21 @@ where
         )
         .await,
     )
+}
+
+/// `status` plus a `null` for each top-level field of `previous` it lacks.
+fn status_merge(
+    previous: Option<&serde_json::Value>,
+    mut status: serde_json::Value,
+) -> serde_json::Value {
+    if let (Some(serde_json::Value::Object(prev)), serde_json::Value::Object(cur)) =
+        (previous, &mut status)
+    {
+        for k in prev.keys() {
+            cur.entry(k.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    status
 }
 
 /// Treat "already gone" (404) as success: the goal state is reached.
@@ -193,4 +215,26 @@ pub async fn run_forever(h: tokio::task::JoinHandle<()>) {
     }
     let mut g = AbortOnDrop(h);
     let _ = (&mut g.0).await;
+}
+
+#[cfg(test)]
+mod status_merge_tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_field_gone_back_to_zero_is_sent_as_null() {
+        let prev = json!({"replicas": 5, "updatedReplicas": 5, "observedGeneration": 7});
+        let cur = json!({"replicas": 5, "observedGeneration": 8});
+        assert_eq!(
+            super::status_merge(Some(&prev), cur),
+            json!({"replicas": 5, "updatedReplicas": null, "observedGeneration": 8})
+        );
+    }
+
+    #[test]
+    fn no_previous_status_sends_the_status_as_is() {
+        let cur = json!({"replicas": 1});
+        assert_eq!(super::status_merge(None, cur.clone()), cur);
+        assert_eq!(super::status_merge(Some(&json!(null)), cur.clone()), cur);
+    }
 }

@@ -25,7 +25,7 @@ async fn sync<K>(
     obj: &K,
     owner: plan::Owner<'_>,
     ctx: &Context,
-    status_changed: impl Fn(&plan::Status) -> Option<serde_json::Value>,
+    status_changed: impl Fn(&plan::Status) -> Option<(serde_json::Value, serde_json::Value)>,
 ) -> Result<Action, Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -111,8 +111,9 @@ where
     if let Some(err) = &failure {
         plan::record_manage_error(&owner, &mut out.status, out.diff, err, now);
     }
-    if let Some(status) = status_changed(&out.status) {
-        super::patch_status::<K>(&ctx.client, &ns, &owner.name, &status).await?;
+    if let Some((previous, status)) = status_changed(&out.status) {
+        super::patch_status::<K, _>(&ctx.client, &ns, &owner.name, Some(&previous), &status)
+            .await?;
     }
     if failure.is_some() {
         return Ok(Action::requeue(std::time::Duration::from_secs(2)));
@@ -127,7 +128,10 @@ async fn reconcile_rs(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, 
     let owner = plan::Owner::from_replica_set(&rs);
     sync(&*rs, owner, &ctx, |st| {
         let new = st.to_replica_set();
-        (rs.status.as_ref() != Some(&new)).then(|| serde_json::to_value(new).unwrap_or_default())
+        (rs.status.as_ref() != Some(&new)).then(|| {
+            let value = |v| serde_json::to_value(v).unwrap_or_default();
+            (value(&rs.status), value(&Some(new)))
+        })
     })
     .await
 }
@@ -136,7 +140,10 @@ async fn reconcile_rc(rc: Arc<ReplicationController>, ctx: Arc<Context>) -> Resu
     let owner = plan::Owner::from_replication_controller(&rc);
     sync(&*rc, owner, &ctx, |st| {
         let new = st.to_replication_controller();
-        (rc.status.as_ref() != Some(&new)).then(|| serde_json::to_value(new).unwrap_or_default())
+        (rc.status.as_ref() != Some(&new)).then(|| {
+            let value = |v| serde_json::to_value(v).unwrap_or_default();
+            (value(&rc.status), value(&Some(new)))
+        })
     })
     .await
 }

@@ -234,7 +234,14 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, Error
     }
 
     if set.status.as_ref() != Some(&status) {
-        super::patch_status::<StatefulSet>(&base.client, &ns, &name, &status).await?;
+        super::patch_status::<StatefulSet, _>(
+            &base.client,
+            &ns,
+            &name,
+            set.status.as_ref(),
+            &status,
+        )
+        .await?;
     }
     if failed {
         return Ok(Action::requeue(Duration::from_secs(2)));
