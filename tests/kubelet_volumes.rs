@@ -101,6 +101,7 @@ async fn volumes_and_exec_probes_in_containerd() {
         client: client(),
         pods_dir: tmp.path().join("pods"),
         node_name: "n1".into(),
+        reads: None,
     };
     let prepared = volumes::prepare(&ctx, &pod).await.unwrap();
     let container = &pod.spec.as_ref().unwrap().containers[0];

@@ -61,6 +61,8 @@ pub struct KubeletContext {
 /// State every worker shares.
 pub(crate) struct Shared {
     pub ctx: Arc<KubeletContext>,
+    /// configMap/secret reads shared by the volume refreshes of running pods.
+    pub volume_reads: Arc<crate::kubelet::volumes::sources::ReadCache>,
     pub probes: ProbeManager,
     pub node_cpu_millis: i128,
     pub node_memory_bytes: i128,
@@ -76,6 +78,10 @@ struct Handle {
 }
 
 type Workers = Arc<Mutex<HashMap<String, Handle>>>;
+
+/// How long a configMap/secret read serves the periodic volume refreshes
+/// (an update reaches running pods within this plus one resync).
+const VOLUME_READ_TTL: Duration = Duration::from_secs(10);
 
 /// How often every pod is synced even when nothing happened.
 pub const RESYNC: Duration = Duration::from_secs(10);
@@ -116,6 +122,9 @@ pub async fn run(ctx: Arc<KubeletContext>) {
     let (node_cpu_millis, node_memory_bytes) = node_capacity();
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
+        volume_reads: Arc::new(crate::kubelet::volumes::sources::ReadCache::new(
+            VOLUME_READ_TTL,
+        )),
         probes,
         node_cpu_millis,
         node_memory_bytes,
@@ -128,7 +137,12 @@ pub async fn run(ctx: Arc<KubeletContext>) {
     scanner.scan();
     let (static_tx, mut static_rx) = watch::channel(Arc::new(scanner.pods()));
     tokio::spawn(static_pods::watch_dir(scanner, static_tx));
-    tokio::spawn(static_pods::mirror_loop(ctx.clone(), static_rx.clone()));
+    let mirrors = Arc::new(static_pods::MirrorCache::default());
+    tokio::spawn(static_pods::mirror_loop(
+        ctx.clone(),
+        static_rx.clone(),
+        mirrors.clone(),
+    ));
     let mut statics = StaticSet::default();
     let first = static_rx.borrow_and_update().clone();
     statics.apply(&shared, &workers, &first);
@@ -144,14 +158,19 @@ pub async fn run(ctx: Arc<KubeletContext>) {
     loop {
         tokio::select! {
             ev = stream.next() => match ev {
-                Some(Ok(Event::Init)) => listing = Some(HashSet::new()),
+                Some(Ok(Event::Init)) => {
+                    listing = Some(HashSet::new());
+                    mirrors.relist_started();
+                }
                 Some(Ok(Event::InitApply(p))) => {
+                    mirrors.apply(&p);
                     if let (Some(set), Some(uid)) = (listing.as_mut(), p.metadata.uid.clone()) {
                         set.insert(uid);
                     }
                     upsert(&shared, &workers, p);
                 }
                 Some(Ok(Event::InitDone)) => {
+                    mirrors.relist_done();
                     let seen = listing.take().unwrap_or_default();
                     for (uid, h) in lock(&workers).iter() {
                         if !seen.contains(uid) && !statics.uids.contains(uid) {
@@ -161,8 +180,14 @@ pub async fn run(ctx: Arc<KubeletContext>) {
                     listed_once = true;
                     cleanup_orphans(&shared, &workers).await;
                 }
-                Some(Ok(Event::Apply(p))) => upsert(&shared, &workers, p),
+                Some(Ok(Event::Apply(p))) => {
+                    mirrors.apply(&p);
+                    upsert(&shared, &workers, p);
+                }
                 Some(Ok(Event::Delete(p))) => {
+                    if let Some(uid) = p.metadata.uid.as_deref() {
+                        mirrors.delete(uid);
+                    }
                     if let Some(uid) = p.metadata.uid.as_deref()
                         && let Some(h) = lock(&workers).get(uid)
                     {

@@ -16,7 +16,10 @@
 //! Shells: `Scanner` re-reads files whose mtime or size changed (a bad file
 //! is logged once, naming it, and contributes no pods); `watch_dir` rescans
 //! every `SCAN_PERIOD`; `mirror_loop` keeps one mirror per static pod in
-//! the API with the status the pod's worker computed.
+//! the API with the status the pod's worker computed. It reads the mirrors
+//! from [`MirrorCache`], which the kubelet's pod watch keeps (no list of
+//! the node's pods per round), and acts only when the static set, a static
+//! pod's status or a mirror changed (plus a slow safety round).
 //!
 //! Invariants: the same manifest on the same node always yields the same
 //! uid, so a restarted kubelet adopts the pod's containers; a changed
@@ -33,10 +36,10 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::pods::KubeletContext;
 
@@ -49,7 +52,7 @@ pub const FILE_SOURCE: &str = "file";
 /// How often the manifest directory is looked at.
 pub const SCAN_PERIOD: Duration = Duration::from_secs(5);
 /// How often mirror pods are reconciled even when nothing changed here.
-const MIRROR_PERIOD: Duration = Duration::from_secs(2);
+const MIRROR_PERIOD: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -476,18 +479,90 @@ pub async fn watch_dir(mut scanner: Scanner, tx: watch::Sender<Arc<Vec<Pod>>>) {
 
 // ---- mirrors ----
 
+/// The mirror pods bound to this node, as the kubelet's pod watch last
+/// showed them (by uid), plus the kubelet's own creations and deletions
+/// until the watch catches up. Not synced until the watch's first list ends.
+#[derive(Default)]
+pub struct MirrorCache {
+    state: std::sync::Mutex<MirrorState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct MirrorState {
+    synced: bool,
+    pods: HashMap<String, Pod>,
+    /// Filled by a relist in progress; replaces `pods` when it ends.
+    relist: Option<HashMap<String, Pod>>,
+}
+
+impl MirrorCache {
+    fn state(&self) -> std::sync::MutexGuard<'_, MirrorState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The watch starts a (re)list.
+    pub fn relist_started(&self) {
+        self.state().relist = Some(HashMap::new());
+    }
+
+    /// A pod from the watch (list or event); non-mirrors are ignored.
+    pub fn apply(&self, pod: &Pod) {
+        let Some(uid) = pod.metadata.uid.clone().filter(|_| is_mirror(pod)) else {
+            return;
+        };
+        let mut st = self.state();
+        match st.relist.as_mut() {
+            Some(r) => {
+                r.insert(uid, pod.clone());
+            }
+            None => {
+                st.pods.insert(uid, pod.clone());
+                drop(st);
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// The watch's list ended: what it listed is the whole set.
+    pub fn relist_done(&self) {
+        let mut st = self.state();
+        if let Some(r) = st.relist.take() {
+            st.pods = r;
+        }
+        st.synced = true;
+        drop(st);
+        self.changed.notify_one();
+    }
+
+    pub fn delete(&self, uid: &str) {
+        if self.state().pods.remove(uid).is_some() {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The mirrors, or `None` before the first list ended.
+    fn snapshot(&self) -> Option<Vec<Pod>> {
+        let st = self.state();
+        st.synced.then(|| st.pods.values().cloned().collect())
+    }
+}
+
 /// Keep one mirror pod per static pod in the API, with its status.
-pub async fn mirror_loop(ctx: Arc<KubeletContext>, mut statics: watch::Receiver<Arc<Vec<Pod>>>) {
+pub async fn mirror_loop(
+    ctx: Arc<KubeletContext>,
+    mut statics: watch::Receiver<Arc<Vec<Pod>>>,
+    cache: Arc<MirrorCache>,
+) {
     let node = ctx.cfg.node_name.clone();
-    let all: Api<Pod> = Api::all(ctx.client.clone());
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
     let mut patched: HashMap<String, Value> = HashMap::new();
     let mut last_error: HashMap<String, String> = HashMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(MIRROR_PERIOD) => {}
             _ = ctx.running.static_changed() => {}
+            _ = cache.changed.notified() => {}
             r = statics.changed() => if r.is_err() { return },
         }
         let wanted: Vec<Pod> = statics
@@ -504,12 +579,8 @@ pub async fn mirror_loop(ctx: Arc<KubeletContext>, mut statics: watch::Receiver<
                 }
             })
             .collect();
-        let mirrors: Vec<Pod> = match all.list(&lp).await {
-            Ok(l) => l.items.into_iter().filter(is_mirror).collect(),
-            Err(e) => {
-                tracing::debug!("static pods: listing mirror pods: {e}");
-                continue;
-            }
+        let Some(mirrors) = cache.snapshot() else {
+            continue;
         };
         patched.retain(|uid, _| {
             mirrors
@@ -535,7 +606,7 @@ pub async fn mirror_loop(ctx: Arc<KubeletContext>, mut statics: watch::Receiver<
             }
         }
         for action in actions {
-            let (key, result) = run_action(&ctx.client, action, &mut patched).await;
+            let (key, result) = run_action(&ctx.client, action, &mut patched, &cache).await;
             match result {
                 Ok(()) => {
                     last_error.remove(&key);
@@ -569,6 +640,7 @@ async fn run_action(
     client: &kube::Client,
     action: MirrorAction,
     patched: &mut HashMap<String, Value>,
+    cache: &MirrorCache,
 ) -> (String, Result<(), String>) {
     match action {
         MirrorAction::Create(pod, status) => {
@@ -583,6 +655,7 @@ async fn run_action(
                 Err(e) => return (key, Err(format!("creating: {e}"))),
             };
             tracing::info!("static pods: created mirror pod {key}");
+            cache.apply(&created);
             let uid = created.metadata.uid.unwrap_or_default();
             if let Some(st) = status {
                 match patch_status(client, &ns, &name, &uid, &st).await {
@@ -604,12 +677,18 @@ async fn run_action(
             let dp = DeleteParams {
                 grace_period_seconds: Some(0),
                 preconditions: Some(Preconditions {
-                    uid: Some(uid),
+                    uid: Some(uid.clone()),
                     resource_version: None,
                 }),
                 ..Default::default()
             };
-            match api.delete(&name, &dp).await {
+            let result = api.delete(&name, &dp).await;
+            if matches!(&result, Ok(_))
+                || matches!(&result, Err(kube::Error::Api(e)) if e.code == 404)
+            {
+                cache.delete(&uid);
+            }
+            match result {
                 Ok(_) => {
                     tracing::info!("static pods: deleted mirror pod {key}");
                     (key, Ok(()))

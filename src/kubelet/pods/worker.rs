@@ -348,12 +348,14 @@ impl Worker {
                 tracing::warn!("kubelet: removing sandbox {id}: {e}");
             }
         }
-        let vctx = VolumeContext {
+        let mut vctx = VolumeContext {
             client: self.ctx().client.clone(),
             pods_dir: self.ctx().cfg.pods_dir(),
             node_name: self.ctx().cfg.node_name.clone(),
+            reads: None,
         };
         if plan.start.is_empty() && plan.create_sandbox.is_none() {
+            vctx.reads = Some(self.shared.volume_reads.clone());
             // nothing to start: still refresh configMap/secret/downwardAPI/
             // projected contents of a running pod, so updates propagate
             if !plan.kill_pod

@@ -256,3 +256,53 @@ fn scanner_follows_files() {
     assert!(sc.scan());
     assert!(sc.pods().is_empty());
 }
+
+fn api_pod(uid: &str, mirror: bool) -> Pod {
+    let mut p = Pod::default();
+    p.metadata.uid = Some(uid.into());
+    p.metadata.name = Some(format!("p-{uid}"));
+    if mirror {
+        p.metadata.annotations = Some(BTreeMap::from([(
+            MIRROR_ANNOTATION.to_string(),
+            "h".into(),
+        )]));
+    }
+    p
+}
+
+fn uids(c: &MirrorCache) -> Option<Vec<String>> {
+    c.snapshot().map(|v| {
+        let mut u: Vec<String> = v.into_iter().filter_map(|p| p.metadata.uid).collect();
+        u.sort();
+        u
+    })
+}
+
+#[test]
+fn mirror_cache_follows_the_watch() {
+    let c = MirrorCache::default();
+    assert_eq!(uids(&c), None, "not synced before the first list ends");
+    c.relist_started();
+    c.apply(&api_pod("a", true));
+    c.apply(&api_pod("b", false));
+    assert_eq!(uids(&c), None);
+    c.relist_done();
+    assert_eq!(
+        uids(&c),
+        Some(vec!["a".to_string()]),
+        "only mirrors are kept"
+    );
+    c.apply(&api_pod("c", true));
+    c.delete("a");
+    assert_eq!(uids(&c), Some(vec!["c".to_string()]));
+    // a relist replaces the set: a mirror deleted while disconnected goes
+    c.relist_started();
+    c.apply(&api_pod("d", true));
+    assert_eq!(
+        uids(&c),
+        Some(vec!["c".to_string()]),
+        "old set until the list ends"
+    );
+    c.relist_done();
+    assert_eq!(uids(&c), Some(vec!["d".to_string()]));
+}

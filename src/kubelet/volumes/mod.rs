@@ -28,7 +28,7 @@
 mod atomic;
 mod host;
 pub mod plan;
-mod sources;
+pub mod sources;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -46,6 +46,9 @@ pub struct VolumeContext {
     /// `AgentConfig::pods_dir()`.
     pub pods_dir: PathBuf,
     pub node_name: String,
+    /// Set for the periodic refresh of a running pod: configMap and secret
+    /// reads may come from this shared cache (see `sources::ReadCache`).
+    pub reads: Option<std::sync::Arc<sources::ReadCache>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,7 +217,7 @@ async fn setup_volume(
         return claim_volume(ctx, ns, name, &claim, false, owner).await;
     }
     let (plugin, tmpfs, payload) = if let Some(cm) = &v.config_map {
-        let data = sources::config_map(&ctx.client, ns, &cm.name)
+        let data = sources::read_cached(&ctx.client, ctx.reads.as_deref(), false, ns, &cm.name)
             .await
             .map_err(|m| setup_err(name, m))?;
         let payload = plan::project_keys(
@@ -229,7 +232,7 @@ async fn setup_volume(
         (CONFIG_MAP, false, payload)
     } else if let Some(s) = &v.secret {
         let sname = s.secret_name.clone().unwrap_or_default();
-        let data = sources::secret(&ctx.client, ns, &sname)
+        let data = sources::read_cached(&ctx.client, ctx.reads.as_deref(), true, ns, &sname)
             .await
             .map_err(|m| setup_err(name, m))?;
         let payload = plan::project_keys(
@@ -366,7 +369,8 @@ async fn projected_payload(
     let mut out = Payload::new();
     for s in p.sources.iter().flatten() {
         if let Some(cm) = &s.config_map {
-            let data = sources::config_map(&ctx.client, ns, &cm.name).await?;
+            let data = sources::read_cached(&ctx.client, ctx.reads.as_deref(), false, ns, &cm.name)
+                .await?;
             out.extend(plan::project_keys(
                 KeySource::ConfigMap,
                 &cm.name,
@@ -376,7 +380,8 @@ async fn projected_payload(
                 cm.optional == Some(true),
             )?);
         } else if let Some(sec) = &s.secret {
-            let data = sources::secret(&ctx.client, ns, &sec.name).await?;
+            let data = sources::read_cached(&ctx.client, ctx.reads.as_deref(), true, ns, &sec.name)
+                .await?;
             out.extend(plan::project_keys(
                 KeySource::Secret,
                 &sec.name,

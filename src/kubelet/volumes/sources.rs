@@ -2,9 +2,12 @@
 //! claims and their volumes, and service-account tokens (TokenRequest).
 //!
 //! Invariants: errors are returned as the text of a `FailedMount` event
-//! (upstream wording); tokens are never logged.
+//! (upstream wording); tokens are never logged. [`ReadCache`] only ever
+//! serves an object that existed when read, never older than its TTL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
@@ -21,6 +24,74 @@ fn api_error(e: kube::Error) -> String {
         kube::Error::Api(s) => s.message,
         other => other.to_string(),
     }
+}
+
+type Data = BTreeMap<String, Vec<u8>>;
+
+/// Recent configMap and secret reads, shared by the periodic refreshes of
+/// running pods' volumes: a hundred pods mounting `kube-root-ca.crt` read
+/// it once per TTL, not once each per resync. A pod's first preparation
+/// never uses it.
+pub struct ReadCache {
+    ttl: Duration,
+    map: Mutex<HashMap<(bool, String, String), (Instant, Data)>>,
+}
+
+impl ReadCache {
+    pub fn new(ttl: Duration) -> ReadCache {
+        ReadCache {
+            ttl,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(bool, String, String), (Instant, Data)>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &(bool, String, String), now: Instant) -> Option<Data> {
+        self.lock()
+            .get(key)
+            .filter(|(at, _)| now.duration_since(*at) < self.ttl)
+            .map(|(_, d)| d.clone())
+    }
+
+    fn put(&self, key: (bool, String, String), data: Option<&Data>, now: Instant) {
+        let mut map = self.lock();
+        map.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
+        match data {
+            Some(d) => {
+                map.insert(key, (now, d.clone()));
+            }
+            None => {
+                map.remove(&key);
+            }
+        }
+    }
+}
+
+/// [`config_map`] (`secret` = false) or [`secret`], through `cache` when
+/// one is given.
+pub async fn read_cached(
+    client: &kube::Client,
+    cache: Option<&ReadCache>,
+    secret_kind: bool,
+    ns: &str,
+    name: &str,
+) -> Result<Option<Data>, String> {
+    let key = (secret_kind, ns.to_string(), name.to_string());
+    if let Some(d) = cache.and_then(|c| c.get(&key, Instant::now())) {
+        return Ok(Some(d));
+    }
+    let data = if secret_kind {
+        secret(client, ns, name).await?
+    } else {
+        config_map(client, ns, name).await?
+    };
+    if let Some(c) = cache {
+        c.put(key, data.as_ref(), Instant::now());
+    }
+    Ok(data)
 }
 
 /// A configMap's `data` and `binaryData` as bytes; `None` if it does not exist.
@@ -154,4 +225,26 @@ pub async fn request_token(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| "failed to fetch token: empty TokenRequest status".to_string())?;
     Ok(token.into_bytes())
+}
+
+#[cfg(test)]
+mod read_cache_tests {
+    use super::*;
+
+    #[test]
+    fn serves_only_fresh_existing_objects() {
+        let c = ReadCache::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let key = (false, "ns".to_string(), "cm".to_string());
+        let data = BTreeMap::from([("k".to_string(), b"v".to_vec())]);
+        assert_eq!(c.get(&key, t0), None);
+        c.put(key.clone(), Some(&data), t0);
+        assert_eq!(c.get(&key, t0 + Duration::from_secs(9)), Some(data.clone()));
+        assert_eq!(c.get(&key, t0 + Duration::from_secs(10)), None, "expired");
+        // a secret of the same name is another entry
+        assert_eq!(c.get(&(true, "ns".into(), "cm".into()), t0), None);
+        // gone from the API: forgotten
+        c.put(key.clone(), None, t0);
+        assert_eq!(c.get(&key, t0), None);
+    }
 }

@@ -92,6 +92,7 @@ fn ctx(api: &FakeApi, dir: &Path) -> VolumeContext {
         client: api.client(),
         pods_dir: dir.to_path_buf(),
         node_name: "n1".into(),
+        reads: None,
     }
 }
 
