@@ -683,9 +683,7 @@ async fn run_action(
                 ..Default::default()
             };
             let result = api.delete(&name, &dp).await;
-            if matches!(&result, Ok(_))
-                || matches!(&result, Err(kube::Error::Api(e)) if e.code == 404)
-            {
+            if result.is_ok() || matches!(&result, Err(kube::Error::Api(e)) if e.code == 404) {
                 cache.delete(&uid);
             }
             match result {

@@ -27,6 +27,9 @@ fn api_error(e: kube::Error) -> String {
 }
 
 type Data = BTreeMap<String, Vec<u8>>;
+/// (is a secret, namespace, name).
+type Key = (bool, String, String);
+type Entries = HashMap<Key, (Instant, Data)>;
 
 /// Recent configMap and secret reads, shared by the periodic refreshes of
 /// running pods' volumes: a hundred pods mounting `kube-root-ca.crt` read
@@ -34,7 +37,7 @@ type Data = BTreeMap<String, Vec<u8>>;
 /// never uses it.
 pub struct ReadCache {
     ttl: Duration,
-    map: Mutex<HashMap<(bool, String, String), (Instant, Data)>>,
+    map: Mutex<Entries>,
 }
 
 impl ReadCache {
@@ -45,18 +48,18 @@ impl ReadCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(bool, String, String), (Instant, Data)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get(&self, key: &(bool, String, String), now: Instant) -> Option<Data> {
+    fn get(&self, key: &Key, now: Instant) -> Option<Data> {
         self.lock()
             .get(key)
             .filter(|(at, _)| now.duration_since(*at) < self.ttl)
             .map(|(_, d)| d.clone())
     }
 
-    fn put(&self, key: (bool, String, String), data: Option<&Data>, now: Instant) {
+    fn put(&self, key: Key, data: Option<&Data>, now: Instant) {
         let mut map = self.lock();
         map.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
         match data {
