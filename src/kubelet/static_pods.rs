@@ -51,6 +51,8 @@ pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 pub const FILE_SOURCE: &str = "file";
 /// How often the manifest directory is looked at.
 pub const SCAN_PERIOD: Duration = Duration::from_secs(5);
+/// How long after deleting a mirror pod the next one may be created.
+const RECREATE_DELAY: Duration = Duration::from_secs(1);
 /// How often mirror pods are reconciled even when nothing changed here.
 const MIRROR_PERIOD: Duration = Duration::from_secs(30);
 
@@ -605,6 +607,9 @@ pub async fn mirror_loop(
                 }
             }
         }
+        let deleting = actions
+            .iter()
+            .any(|a| matches!(a, MirrorAction::Delete { .. }));
         for action in actions {
             let (key, result) = run_action(&ctx.client, action, &mut patched, &cache).await;
             match result {
@@ -618,6 +623,12 @@ pub async fn mirror_loop(
                     }
                 }
             }
+        }
+        if deleting {
+            // A mirror deleted by a user comes back, but not at once: a
+            // client waiting for the deletion (`kubectl delete --wait`)
+            // must get to see the name gone rather than a new object.
+            tokio::time::sleep(RECREATE_DELAY).await;
         }
     }
 }
