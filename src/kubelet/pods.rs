@@ -83,8 +83,10 @@ type Workers = Arc<Mutex<HashMap<String, Handle>>>;
 /// (an update reaches running pods within this plus one resync).
 const VOLUME_READ_TTL: Duration = Duration::from_secs(10);
 
-/// How often every pod is synced even when nothing happened.
-pub const RESYNC: Duration = Duration::from_secs(10);
+/// How often every pod is synced even when nothing happened (upstream's
+/// `--sync-frequency` is 1 m): bounds how late a configMap/secret update
+/// reaches a running pod's volumes, with [`VOLUME_READ_TTL`].
+pub const RESYNC: Duration = Duration::from_secs(30);
 /// How often the runtime is relisted to notice container exits while
 /// containerd's event stream is down.
 const RELIST: Duration = Duration::from_secs(1);
