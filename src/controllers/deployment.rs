@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
@@ -28,6 +28,13 @@ fn record(ctx: &Context, d: &Deployment, ev: &Event) {
         Kind::Normal
     };
     ctx.recorder.record(d, kind, ev.reason, &ev.message);
+}
+
+/// Write `st` as the Deployment's whole status.
+async fn write_status(ctx: &Context, d: &Deployment, st: &DeploymentStatus) -> Result<(), Error> {
+    let ns = d.namespace().unwrap_or_default();
+    super::patch_status::<Deployment, _>(&ctx.client, &ns, &d.name_any(), d.status.as_ref(), st)
+        .await
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -60,14 +67,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
                     if let plan::CreateConflict::BumpCollisionCount(st) =
                         plan::on_create_conflict(&d, &existing)
                     {
-                        super::patch_status::<Deployment, _>(
-                            &ctx.client,
-                            &ns,
-                            &name,
-                            d.status.as_ref(),
-                            &st,
-                        )
-                        .await?;
+                        write_status(&ctx, &d, &st).await?;
                     }
                     return Ok(Action::requeue(std::time::Duration::from_millis(200)));
                 }
@@ -75,14 +75,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
                     let (ev, st) = plan::on_create_error(&d, &rs.name_any(), &e.to_string(), now);
                     record(&ctx, &d, &ev);
                     if let Some(st) = st {
-                        super::patch_status::<Deployment, _>(
-                            &ctx.client,
-                            &ns,
-                            &name,
-                            d.status.as_ref(),
-                            &st,
-                        )
-                        .await?;
+                        write_status(&ctx, &d, &st).await?;
                     }
                     return Err(e.into());
                 }
@@ -113,8 +106,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
         )?;
     }
     if let Some(st) = &out.status {
-        super::patch_status::<Deployment, _>(&ctx.client, &ns, &name, d.status.as_ref(), st)
-            .await?;
+        write_status(&ctx, &d, st).await?;
     }
     Ok(match out.requeue_after {
         Some(d) => Action::requeue(d),
