@@ -189,11 +189,9 @@ pub async fn run(ctx: Arc<KubeletContext>) {
                 Some(Ok(Event::Delete(p))) => {
                     if let Some(uid) = p.metadata.uid.as_deref() {
                         mirrors.delete(uid);
-                    }
-                    if let Some(uid) = p.metadata.uid.as_deref()
-                        && let Some(h) = lock(&workers).get(uid)
-                    {
-                        let _ = h.pod.send(None);
+                        if let Some(h) = lock(&workers).get(uid) {
+                            let _ = h.pod.send(None);
+                        }
                     }
                 }
                 Some(Err(e)) => tracing::warn!("kubelet: watching pods: {e}"),

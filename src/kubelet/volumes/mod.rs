@@ -217,9 +217,15 @@ async fn setup_volume(
         return claim_volume(ctx, ns, name, &claim, false, owner).await;
     }
     let (plugin, tmpfs, payload) = if let Some(cm) = &v.config_map {
-        let data = sources::read_cached(&ctx.client, ctx.reads.as_deref(), false, ns, &cm.name)
-            .await
-            .map_err(|m| setup_err(name, m))?;
+        let data = sources::read_cached(
+            &ctx.client,
+            ctx.reads.as_deref(),
+            KeySource::ConfigMap,
+            ns,
+            &cm.name,
+        )
+        .await
+        .map_err(|m| setup_err(name, m))?;
         let payload = plan::project_keys(
             KeySource::ConfigMap,
             &cm.name,
@@ -232,9 +238,15 @@ async fn setup_volume(
         (CONFIG_MAP, false, payload)
     } else if let Some(s) = &v.secret {
         let sname = s.secret_name.clone().unwrap_or_default();
-        let data = sources::read_cached(&ctx.client, ctx.reads.as_deref(), true, ns, &sname)
-            .await
-            .map_err(|m| setup_err(name, m))?;
+        let data = sources::read_cached(
+            &ctx.client,
+            ctx.reads.as_deref(),
+            KeySource::Secret,
+            ns,
+            &sname,
+        )
+        .await
+        .map_err(|m| setup_err(name, m))?;
         let payload = plan::project_keys(
             KeySource::Secret,
             &sname,
@@ -369,8 +381,14 @@ async fn projected_payload(
     let mut out = Payload::new();
     for s in p.sources.iter().flatten() {
         if let Some(cm) = &s.config_map {
-            let data = sources::read_cached(&ctx.client, ctx.reads.as_deref(), false, ns, &cm.name)
-                .await?;
+            let data = sources::read_cached(
+                &ctx.client,
+                ctx.reads.as_deref(),
+                KeySource::ConfigMap,
+                ns,
+                &cm.name,
+            )
+            .await?;
             out.extend(plan::project_keys(
                 KeySource::ConfigMap,
                 &cm.name,
@@ -380,8 +398,14 @@ async fn projected_payload(
                 cm.optional == Some(true),
             )?);
         } else if let Some(sec) = &s.secret {
-            let data = sources::read_cached(&ctx.client, ctx.reads.as_deref(), true, ns, &sec.name)
-                .await?;
+            let data = sources::read_cached(
+                &ctx.client,
+                ctx.reads.as_deref(),
+                KeySource::Secret,
+                ns,
+                &sec.name,
+            )
+            .await?;
             out.extend(plan::project_keys(
                 KeySource::Secret,
                 &sec.name,

@@ -31,7 +31,7 @@ pub struct FileProjection {
 pub type Payload = BTreeMap<String, FileProjection>;
 
 /// Which object a key projection reads; decides the error texts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KeySource {
     ConfigMap,
     Secret,

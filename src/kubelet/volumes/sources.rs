@@ -17,6 +17,7 @@ use k8s_openapi::api::core::v1::{
 use kube::Api;
 use kube::api::PostParams;
 
+use super::plan::KeySource;
 use crate::api::quantity::{Quantity, parse_quantity};
 
 fn api_error(e: kube::Error) -> String {
@@ -27,8 +28,8 @@ fn api_error(e: kube::Error) -> String {
 }
 
 type Data = BTreeMap<String, Vec<u8>>;
-/// (is a secret, namespace, name).
-type Key = (bool, String, String);
+/// (kind, namespace, name).
+type Key = (KeySource, String, String);
 type Entries = HashMap<Key, (Instant, Data)>;
 
 /// Recent configMap and secret reads, shared by the periodic refreshes of
@@ -73,23 +74,22 @@ impl ReadCache {
     }
 }
 
-/// [`config_map`] (`secret` = false) or [`secret`], through `cache` when
-/// one is given.
+/// [`config_map`] or [`secret`] as `kind` says, through `cache` when one
+/// is given.
 pub async fn read_cached(
     client: &kube::Client,
     cache: Option<&ReadCache>,
-    secret_kind: bool,
+    kind: KeySource,
     ns: &str,
     name: &str,
 ) -> Result<Option<Data>, String> {
-    let key = (secret_kind, ns.to_string(), name.to_string());
+    let key = (kind, ns.to_string(), name.to_string());
     if let Some(d) = cache.and_then(|c| c.get(&key, Instant::now())) {
         return Ok(Some(d));
     }
-    let data = if secret_kind {
-        secret(client, ns, name).await?
-    } else {
-        config_map(client, ns, name).await?
+    let data = match kind {
+        KeySource::Secret => secret(client, ns, name).await?,
+        KeySource::ConfigMap => config_map(client, ns, name).await?,
     };
     if let Some(c) = cache {
         c.put(key, data.as_ref(), Instant::now());
@@ -238,14 +238,17 @@ mod read_cache_tests {
     fn serves_only_fresh_existing_objects() {
         let c = ReadCache::new(Duration::from_secs(10));
         let t0 = Instant::now();
-        let key = (false, "ns".to_string(), "cm".to_string());
+        let key = (KeySource::ConfigMap, "ns".to_string(), "cm".to_string());
         let data = BTreeMap::from([("k".to_string(), b"v".to_vec())]);
         assert_eq!(c.get(&key, t0), None);
         c.put(key.clone(), Some(&data), t0);
         assert_eq!(c.get(&key, t0 + Duration::from_secs(9)), Some(data.clone()));
         assert_eq!(c.get(&key, t0 + Duration::from_secs(10)), None, "expired");
         // a secret of the same name is another entry
-        assert_eq!(c.get(&(true, "ns".into(), "cm".into()), t0), None);
+        assert_eq!(
+            c.get(&(KeySource::Secret, "ns".into(), "cm".into()), t0),
+            None
+        );
         // gone from the API: forgotten
         c.put(key.clone(), None, t0);
         assert_eq!(c.get(&key, t0), None);
