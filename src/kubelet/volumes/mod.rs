@@ -380,39 +380,21 @@ async fn projected_payload(
     let default_mode = mode_bits(p.default_mode, DEFAULT_MODE);
     let mut out = Payload::new();
     for s in p.sources.iter().flatten() {
-        if let Some(cm) = &s.config_map {
-            let data = sources::read_cached(
-                &ctx.client,
-                ctx.reads.as_deref(),
-                KeySource::ConfigMap,
-                ns,
-                &cm.name,
-            )
-            .await?;
+        let keys = match (&s.config_map, &s.secret) {
+            (Some(cm), _) => Some((KeySource::ConfigMap, &cm.name, &cm.items, cm.optional)),
+            (None, Some(sec)) => Some((KeySource::Secret, &sec.name, &sec.items, sec.optional)),
+            (None, None) => None,
+        };
+        if let Some((kind, name, items, optional)) = keys {
+            let data =
+                sources::read_cached(&ctx.client, ctx.reads.as_deref(), kind, ns, name).await?;
             out.extend(plan::project_keys(
-                KeySource::ConfigMap,
-                &cm.name,
+                kind,
+                name,
                 data.as_ref(),
-                cm.items.as_deref(),
+                items.as_deref(),
                 default_mode,
-                cm.optional == Some(true),
-            )?);
-        } else if let Some(sec) = &s.secret {
-            let data = sources::read_cached(
-                &ctx.client,
-                ctx.reads.as_deref(),
-                KeySource::Secret,
-                ns,
-                &sec.name,
-            )
-            .await?;
-            out.extend(plan::project_keys(
-                KeySource::Secret,
-                &sec.name,
-                data.as_ref(),
-                sec.items.as_deref(),
-                default_mode,
-                sec.optional == Some(true),
+                optional == Some(true),
             )?);
         } else if let Some(d) = &s.downward_api {
             let items = d.items.clone().unwrap_or_default();
