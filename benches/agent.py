@@ -13,7 +13,9 @@ Figures, each next to a baseline measured in the same run:
    process showing the pod Running, p50/p99; vs `ctr run -d` of the same
    image on the same containerd, timed from the `ctr` process start to its
    exit (image lookup, container create, task start; no sandbox, no
-   network); budget ≤ 1.5×. A second line times 20 more pods created with
+   network); budget ≤ 1.5×. Each side first runs one uncounted warm-up
+   (a pod, a `ctr run`): the first start after an idle spell pays cold
+   caches on either side. A second line times 20 more pods created with
    `kubectl create` (its own process start and OpenAPI fetch included).
 3. 100 pods created at once on a worker (`skiff agent` joined to a server
    running `--disable-agent`): time until all Running (budget ≤ 20 s), the
@@ -321,6 +323,12 @@ def server_sections(tmp, startup):
         threading.Thread(target=api_watch_running, args=(api, ns, seen, ready), daemon=True).start()
         ready.wait(10)
         conn = api.connect()
+        # one warm-up pod, not counted (as the ctr side below gets one run):
+        # the first pod after an idle spell pays cold caches on both sides
+        conn.request("POST", f"/api/v1/namespaces/{ns}/pods", body=pod("warmup", ns),
+                     headers={"Content-Type": "application/json"})
+        conn.getresponse().read()
+        cl.wait(lambda: "warmup" in seen, 60, "warm-up pod Running")
         lat = []
         for i in range(50):
             name = f"p{i}"
@@ -348,23 +356,27 @@ def server_sections(tmp, startup):
                 json.dump({n: [*created[n], seen[n]] for n in created}, f)
         sock = os.path.join(cl.data, "agent", "containerd", "containerd.sock")
         base = []
+        subprocess.run(["ctr", "-a", sock, "-n", "k8s.io", "run", "-d", IMAGE, "bench-warmup",
+                        "sleep", "3600"], check=True, capture_output=True)
         for i in range(50):
             t = time.time()
             subprocess.run(["ctr", "-a", sock, "-n", "k8s.io", "run", "-d", IMAGE, f"bench-{i}",
                             "sleep", "3600"], check=True, capture_output=True)
             base.append(time.time() - t)
-        for i in range(50):
-            subprocess.run(["ctr", "-a", sock, "-n", "k8s.io", "task", "kill", "-s", "KILL", f"bench-{i}"],
+        names = ["bench-warmup"] + [f"bench-{i}" for i in range(50)]
+        for n in names:
+            subprocess.run(["ctr", "-a", sock, "-n", "k8s.io", "task", "kill", "-s", "KILL", n],
                            capture_output=True)
         time.sleep(1)
-        for i in range(50):
-            subprocess.run(["ctr", "-a", sock, "-n", "k8s.io", "task", "rm", "-f", f"bench-{i}"], capture_output=True)
-            subprocess.run(["ctr", "-a", sock, "-n", "k8s.io", "c", "rm", f"bench-{i}"], capture_output=True)
+        for n in names:
+            subprocess.run(["ctr", "-a", sock, "-n", "k8s.io", "task", "rm", "-f", n], capture_output=True)
+            subprocess.run(["ctr", "-a", sock, "-n", "k8s.io", "c", "rm", n], capture_output=True)
         p50, p99 = pct(lat, 0.5), pct(lat, 0.99)
         b50, b99 = pct(base, 0.5), pct(base, 0.99)
         print(f"  pod startup (API create → Running, 50 pods): p50 {p50 * 1000:.0f} ms p99 {p99 * 1000:.0f} ms; "
               f"ctr run -d: p50 {b50 * 1000:.0f} ms p99 {b99 * 1000:.0f} ms; ratio p50 {p50 / b50:.2f} "
-              f"p99 {p99 / b99:.2f} (budget ≤ 1.5×: {'ok' if p99 / b99 <= 1.5 else 'MISSED'})")
+              f"p99 {p99 / b99:.2f} (budget ≤ 1.5× at both: "
+              f"{'ok' if max(p50 / b50, p99 / b99) <= 1.5 else 'MISSED'})")
         k50, k99 = pct(klat, 0.5), pct(klat, 0.99)
         kc50 = pct([created[n][1] - created[n][0] for n in created], 0.5)
         print(f"    through kubectl create (20 pods): p50 {k50 * 1000:.0f} ms p99 {k99 * 1000:.0f} ms, "

@@ -5,7 +5,7 @@
 //! Entry: [`dispatch_argv0`] from `main` before anything else. The agent
 //! uses [`conflist`] and [`install_binaries`] to set containerd up.
 //! Layout: `config`/`env` parse input, `ipam` + `nft` + `result` are pure,
-//! `ipam_store`, `nft_apply`, `link`, `netns` do the I/O, `plugin` and
+//! `ipam_store`, `nft_apply`, `nftgen`, `link`, `netns` do the I/O, `plugin` and
 //! `loopback` orchestrate. Invariant: a plugin run writes exactly one JSON
 //! document (or nothing, for DEL/CHECK) to stdout; errors are CNI error
 //! objects with exit code 1; nothing panics on bad input.
@@ -22,6 +22,7 @@ pub mod loopback;
 pub mod netns;
 pub mod nft;
 pub mod nft_apply;
+pub mod nftgen;
 pub mod plugin;
 pub mod result;
 

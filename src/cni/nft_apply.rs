@@ -2,8 +2,12 @@
 //! per-network lock so concurrent ADD/DEL never rebuild `hostports` from a
 //! stale listing.
 //!
-//! Invariant: the lock (`<state dir>/nft.lock`, flock) is held from listing
-//! the table to applying the script.
+//! Invariants: the lock (`<state dir>/nft.lock`, flock) is held from listing
+//! the table to applying the script. A listing is reused only while the
+//! kernel's ruleset generation (`nftgen`) on the same boot is the one it
+//! was taken at (`<state dir>/nft.seen`, written under the lock, replaced
+//! atomically), so the common ADD and DEL run no `nft` process at all while
+//! nobody changes nftables, and any change anywhere forces a fresh listing.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -14,10 +18,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
 
 use super::config::NetConf;
 use super::error::CniError;
 use super::nft;
+use super::nftgen;
+
+const SEEN_FILE: &str = "nft.seen";
 
 /// `nft` from PATH, else the usual sbin locations (the runtime may run us
 /// with a minimal PATH).
@@ -111,9 +119,99 @@ fn with_lock<T>(dir: &Path, f: impl FnOnce() -> Result<T, CniError>) -> Result<T
     f()
 }
 
+/// What one listing of the network's table showed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct TableView {
+    /// Pod chains (`hp_*`) in the table.
+    chains: BTreeSet<String>,
+    /// Base chains exactly as the config (its `stamp`) renders them.
+    base_in_place: bool,
+}
+
+/// A listing together with the ruleset generation it was taken at.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Seen {
+    boot: String,
+    generation: u32,
+    table: String,
+    stamp: String,
+    view: TableView,
+}
+
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn load_seen(dir: &Path) -> Option<Seen> {
+    serde_json::from_slice(&fs::read(dir.join(SEEN_FILE)).ok()?).ok()
+}
+
+/// Best effort: a lost or stale file only costs the next run a listing.
+fn store_seen(dir: &Path, seen: &Seen) {
+    let tmp = dir.join(format!(".{SEEN_FILE}.{}", std::process::id()));
+    let ok = serde_json::to_vec(seen).ok().is_some_and(|b| {
+        fs::write(&tmp, b).is_ok() && fs::rename(&tmp, dir.join(SEEN_FILE)).is_ok()
+    });
+    if !ok {
+        let _ = fs::remove_file(&tmp);
+    }
+}
+
+/// The saved view when nothing in nftables changed since it was taken.
+fn unchanged_view(
+    dir: &Path,
+    table: &str,
+    stamp: &str,
+    generation: Option<u32>,
+) -> Option<TableView> {
+    let seen = load_seen(dir)?;
+    (Some(seen.generation) == generation
+        && seen.table == table
+        && seen.stamp == stamp
+        && seen.boot == boot_id())
+    .then_some(seen.view)
+}
+
+/// The table as it is now: from the saved view when the generation is
+/// unchanged, else from `nft -j list` (saved when no change raced it).
+/// Call under the lock.
+fn observe(conf: &NetConf) -> Result<TableView, CniError> {
+    let dir = conf.state_dir();
+    let table = nft::table_name(&conf.bridge);
+    let stamp = nft::base_stamp(conf);
+    let generation = nftgen::current().ok();
+    if let Some(view) = unchanged_view(&dir, &table, &stamp, generation) {
+        return Ok(view);
+    }
+    let listing = list_table(&table)?;
+    let chains = pod_chains(listing.as_deref())?;
+    let view = TableView {
+        base_in_place: listing
+            .as_deref()
+            .is_some_and(|l| nft::base_in_place(l, conf, &chains)),
+        chains,
+    };
+    if let Some(g) = generation
+        && nftgen::current().ok() == Some(g)
+    {
+        let seen = Seen {
+            boot: boot_id(),
+            generation: g,
+            table,
+            stamp,
+            view: view.clone(),
+        };
+        store_seen(&dir, &seen);
+    }
+    Ok(view)
+}
+
 /// Installs the base rules and the container's port mappings. Without
 /// mappings, and with the base rules already as the config renders them,
-/// nothing is applied (the common pod: one `nft` run instead of two).
+/// nothing is applied (the common pod: no `nft` run at all once a listing
+/// is known current).
 pub fn add_container(
     conf: &NetConf,
     container_id: &str,
@@ -121,19 +219,16 @@ pub fn add_container(
     pod_ip: Ipv4Addr,
 ) -> Result<(), CniError> {
     with_lock(&conf.state_dir(), || {
-        let listing = list_table(&nft::table_name(&conf.bridge))?;
-        let existing = pod_chains(listing.as_deref())?;
+        let view = observe(conf)?;
         if conf.port_mappings.is_empty()
-            && !existing.contains(&nft::pod_chain(container_id, ifname))
-            && listing
-                .as_deref()
-                .is_some_and(|l| nft::base_in_place(l, conf, &existing))
+            && !view.chains.contains(&nft::pod_chain(container_id, ifname))
+            && view.base_in_place
         {
             return Ok(());
         }
         apply(&nft::render_add(
             conf,
-            &existing,
+            &view.chains,
             container_id,
             ifname,
             pod_ip,
@@ -143,18 +238,26 @@ pub fn add_container(
 
 /// Removes the container's port mappings (nothing when it has none).
 pub fn del_container(conf: &NetConf, container_id: &str, ifname: &str) -> Result<(), CniError> {
+    let dir = conf.state_dir();
     let table = nft::table_name(&conf.bridge);
-    // cheap exit without creating state for networks that never had rules
+    let chain = nft::pod_chain(container_id, ifname);
+    // cheap exits, without creating state for networks that never had rules:
+    // a current saved view, else a listing, without the chain
+    let generation = nftgen::current().ok();
+    if let Some(view) = unchanged_view(&dir, &table, &nft::base_stamp(conf), generation)
+        && !view.chains.contains(&chain)
+    {
+        return Ok(());
+    }
     let Some(listing) = list_table(&table)? else {
         return Ok(());
     };
-    if !pod_chains(Some(&listing))?.contains(&nft::pod_chain(container_id, ifname)) {
+    if !pod_chains(Some(&listing))?.contains(&chain) {
         return Ok(());
     }
-    with_lock(&conf.state_dir(), || {
-        let listing = list_table(&table)?;
-        let existing = pod_chains(listing.as_deref())?;
-        match nft::render_del(conf, &existing, container_id, ifname) {
+    with_lock(&dir, || {
+        let view = observe(conf)?;
+        match nft::render_del(conf, &view.chains, container_id, ifname) {
             Some(script) => apply(&script),
             None => Ok(()),
         }

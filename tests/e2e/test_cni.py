@@ -412,3 +412,40 @@ def test_concurrent_adds_get_distinct_addresses(net):
     for t in threads:
         t.join()
     assert ip_files(net.state_dir) == []
+
+
+def test_rules_restored_after_outside_change_and_steady_add_runs_no_nft(net):
+    """A saved listing is reused only while nftables is unchanged: an ADD
+    after someone deleted the table puts the masquerade back; an ADD with
+    nothing changed runs no `nft` process (PATH without nft proves it)."""
+    ns1, path1 = net.new_netns()
+    ns2, path2 = net.new_netns()
+    ns3, path3 = net.new_netns()
+    net.add("pod-a", path1)
+    assert "masquerade" in sh("nft", "list", "table", "ip", net.table).stdout
+    # nothing changed since the last listing: DEL and ADD succeed even where
+    # `nft` is a program printing nothing (a listing would fail to parse).
+    # Another process may change nftables in between (a server of another
+    # test): then a real ADD takes a fresh listing and the pair is retried.
+    nonft = os.path.join(net.tmp, "nonft")
+    os.mkdir(nonft)
+    os.symlink(shutil.which("true"), os.path.join(nonft, "nft"))
+    env = {"PATH": nonft}
+    outcomes = []
+    for _ in range(5):
+        net.add("pod-b", path2)  # takes the listing the next runs may reuse
+        d = net.run("skiff-cni", "DEL", net.conf(), "pod-b", path2, env_extra=env)
+        a = net.run("skiff-cni", "ADD", net.conf(), "pod-b", path2, env_extra=env)
+        outcomes.append((d.returncode, a.returncode, d.stdout + a.stdout))
+        if d.returncode == 0 and a.returncode == 0:
+            break
+    else:
+        raise AssertionError(f"ADD/DEL ran nft although nothing changed: {outcomes}")
+
+    # an outside change: the table is gone; the next ADD restores it
+    sh("nft", "delete", "table", "ip", net.table)
+    net.add("pod-c", path3)
+    listing = sh("nft", "list", "table", "ip", net.table).stdout
+    assert "masquerade" in listing and "skiff-base" in listing
+    for cid, path in (("pod-a", path1), ("pod-b", path2), ("pod-c", path3)):
+        net.delete(cid, path)

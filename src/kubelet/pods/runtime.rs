@@ -24,19 +24,29 @@ fn cstate(s: i32) -> CState {
     }
 }
 
-/// Everything CRI holds for pod `uid`, newest first.
+/// Everything CRI holds for pod `uid`, newest first. The two listings, and
+/// then the statuses, are asked for concurrently.
 pub async fn observe(cri: &Cri, uid: &str) -> Result<PodRuntime, CriError> {
-    let mut rt = cri.runtime.clone();
-    let sandboxes = rt
-        .list_pod_sandbox(api::ListPodSandboxRequest {
-            filter: Some(api::PodSandboxFilter {
-                label_selector: uid_filter(uid),
-                ..Default::default()
-            }),
-        })
-        .await?
-        .into_inner()
-        .items;
+    let rt = cri.runtime.clone();
+    let mut c1 = rt.clone();
+    let list_sandboxes = c1.list_pod_sandbox(api::ListPodSandboxRequest {
+        filter: Some(api::PodSandboxFilter {
+            label_selector: uid_filter(uid),
+            ..Default::default()
+        }),
+    });
+    let mut c2 = rt.clone();
+    let list_containers = c2.list_containers(api::ListContainersRequest {
+        filter: Some(api::ContainerFilter {
+            label_selector: uid_filter(uid),
+            ..Default::default()
+        }),
+    });
+    let (sandboxes, containers) = tokio::try_join!(list_sandboxes, list_containers)?;
+    let (sandboxes, containers) = (
+        sandboxes.into_inner().items,
+        containers.into_inner().containers,
+    );
     let mut out = PodRuntime::default();
     for s in sandboxes {
         out.sandboxes.push(ObservedSandbox {
@@ -48,46 +58,53 @@ pub async fn observe(cri: &Cri, uid: &str) -> Result<PodRuntime, CriError> {
         });
     }
     out.normalize();
-    if let Some(cur) = out.sandboxes.first_mut()
-        && cur.ready
-    {
-        let st = rt
-            .pod_sandbox_status(api::PodSandboxStatusRequest {
-                pod_sandbox_id: cur.id.clone(),
-                verbose: false,
-            })
-            .await?
-            .into_inner();
-        if let Some(net) = st.status.and_then(|s| s.network) {
-            if !net.ip.is_empty() {
-                cur.ips.push(net.ip);
-            }
-            cur.ips.extend(
-                net.additional_ips
-                    .into_iter()
-                    .map(|i| i.ip)
-                    .filter(|i| !i.is_empty()),
-            );
+    let current = out
+        .sandboxes
+        .first()
+        .filter(|s| s.ready)
+        .map(|s| s.id.clone());
+    let sandbox_status = async {
+        match current {
+            Some(id) => rt
+                .clone()
+                .pod_sandbox_status(api::PodSandboxStatusRequest {
+                    pod_sandbox_id: id,
+                    verbose: false,
+                })
+                .await
+                .map(|r| r.into_inner().status),
+            None => Ok(None),
         }
+    };
+    let statuses = futures::future::join_all(containers.iter().map(|c| {
+        let mut client = rt.clone();
+        let container_id = c.id.clone();
+        async move {
+            client
+                .container_status(api::ContainerStatusRequest {
+                    container_id,
+                    verbose: false,
+                })
+                .await
+        }
+    }));
+    let (sandbox_status, statuses) = tokio::join!(sandbox_status, statuses);
+    if let (Some(cur), Some(net)) = (
+        out.sandboxes.first_mut(),
+        sandbox_status?.and_then(|s| s.network),
+    ) {
+        if !net.ip.is_empty() {
+            cur.ips.push(net.ip);
+        }
+        cur.ips.extend(
+            net.additional_ips
+                .into_iter()
+                .map(|i| i.ip)
+                .filter(|i| !i.is_empty()),
+        );
     }
-    let containers = rt
-        .list_containers(api::ListContainersRequest {
-            filter: Some(api::ContainerFilter {
-                label_selector: uid_filter(uid),
-                ..Default::default()
-            }),
-        })
-        .await?
-        .into_inner()
-        .containers;
-    for c in containers {
-        let st = match rt
-            .container_status(api::ContainerStatusRequest {
-                container_id: c.id.clone(),
-                verbose: false,
-            })
-            .await
-        {
+    for (c, st) in containers.into_iter().zip(statuses) {
+        let st = match st {
             Ok(r) => r.into_inner().status,
             Err(e) if e.code() == tonic::Code::NotFound => continue,
             Err(e) => return Err(e.into()),

@@ -369,7 +369,28 @@ impl Worker {
             return acted;
         }
 
-        let prepared = match volumes::prepare(&vctx, pod).await {
+        // a new sandbox is created while the volumes are prepared: neither
+        // needs the other, and containers need both
+        let sandbox_step = async {
+            let attempt = plan.create_sandbox?;
+            let cfg = sandbox::sandbox_config(pod, attempt, &self.ctx().cfg);
+            Some(self.run_sandbox(cfg).await)
+        };
+        let (prepared, created) = tokio::join!(volumes::prepare(&vctx, pod), sandbox_step);
+        self.lap.mark(&self.uid, "volumes+sandbox");
+        let created = match created {
+            Some(Ok(c)) => {
+                acted = true;
+                Some(c)
+            }
+            Some(Err(msg)) => {
+                self.event(pod, None, Kind::Warning, "FailedCreatePodSandBox", &msg);
+                self.next_wake = Some(Duration::from_secs(2));
+                return true;
+            }
+            None => None,
+        };
+        let prepared = match prepared {
             Ok(p) => p,
             Err(e) => {
                 let msg = e.to_string();
@@ -378,58 +399,9 @@ impl Worker {
                 return acted;
             }
         };
-        self.lap.mark(&self.uid, "volumes");
 
-        let (sandbox_id, sandbox_cfg, pod_ips) = match plan.create_sandbox {
-            Some(attempt) => {
-                let cfg = sandbox::sandbox_config(pod, attempt, &self.ctx().cfg);
-                if let Err(e) = tokio::fs::create_dir_all(&cfg.log_directory).await {
-                    tracing::warn!("kubelet: creating {}: {e}", cfg.log_directory);
-                }
-                let res = cri
-                    .runtime
-                    .clone()
-                    .run_pod_sandbox(api::RunPodSandboxRequest {
-                        config: Some(cfg.clone()),
-                        runtime_handler: String::new(),
-                    })
-                    .await;
-                self.lap.mark(&self.uid, "run_pod_sandbox");
-                let id = match res {
-                    Ok(r) => r.into_inner().pod_sandbox_id,
-                    Err(e) => {
-                        let msg = format!("Failed to create pod sandbox: {}", e.message());
-                        self.event(pod, None, Kind::Warning, "FailedCreatePodSandBox", &msg);
-                        self.next_wake = Some(Duration::from_secs(2));
-                        return true;
-                    }
-                };
-                acted = true;
-                let ips = match cri
-                    .runtime
-                    .clone()
-                    .pod_sandbox_status(api::PodSandboxStatusRequest {
-                        pod_sandbox_id: id.clone(),
-                        verbose: false,
-                    })
-                    .await
-                {
-                    Ok(r) => r
-                        .into_inner()
-                        .status
-                        .and_then(|s| s.network)
-                        .map(|n| {
-                            let mut v = vec![n.ip];
-                            v.extend(n.additional_ips.into_iter().map(|i| i.ip));
-                            v.retain(|i| !i.is_empty());
-                            v
-                        })
-                        .unwrap_or_default(),
-                    Err(_) => Vec::new(),
-                };
-                self.lap.mark(&self.uid, "sandbox_status");
-                (id, cfg, ips)
-            }
+        let (sandbox_id, sandbox_cfg, pod_ips) = match created {
+            Some(c) => c,
             None => {
                 let Some(s) = rt.current_sandbox() else {
                     return acted;
@@ -529,6 +501,55 @@ impl Worker {
             }
         }
         acted
+    }
+
+    /// RunPodSandbox, then its IPs; the FailedCreatePodSandBox message on
+    /// failure.
+    async fn run_sandbox(
+        &self,
+        cfg: api::PodSandboxConfig,
+    ) -> Result<(String, api::PodSandboxConfig, Vec<String>), String> {
+        let cri = self.ctx().cri.clone();
+        if let Err(e) = tokio::fs::create_dir_all(&cfg.log_directory).await {
+            tracing::warn!("kubelet: creating {}: {e}", cfg.log_directory);
+        }
+        let res = cri
+            .runtime
+            .clone()
+            .run_pod_sandbox(api::RunPodSandboxRequest {
+                config: Some(cfg.clone()),
+                runtime_handler: String::new(),
+            })
+            .await;
+        self.lap.mark(&self.uid, "run_pod_sandbox");
+        let id = match res {
+            Ok(r) => r.into_inner().pod_sandbox_id,
+            Err(e) => return Err(format!("Failed to create pod sandbox: {}", e.message())),
+        };
+        let ips = match cri
+            .runtime
+            .clone()
+            .pod_sandbox_status(api::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: false,
+            })
+            .await
+        {
+            Ok(r) => r
+                .into_inner()
+                .status
+                .and_then(|s| s.network)
+                .map(|n| {
+                    let mut v = vec![n.ip];
+                    v.extend(n.additional_ips.into_iter().map(|i| i.ip));
+                    v.retain(|i| !i.is_empty());
+                    v
+                })
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        self.lap.mark(&self.uid, "sandbox_status");
+        Ok((id, cfg, ips))
     }
 
     /// Make sure the image is there per pull policy; its id and user.
