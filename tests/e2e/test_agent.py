@@ -369,6 +369,32 @@ def test_volumes_env_and_limits(kc, ns):
              what="configMap update in the volume")
 
 
+def test_missing_configmap_waits_with_failed_mount_then_starts(kc, ns):
+    """As upstream: a pod whose configMap volume is missing stays
+    ContainerCreating with a FailedMount event naming the configMap, gets no
+    container, and starts once the configMap exists."""
+    spec = pod("late-cfg", "cat /etc/cfg/greeting; echo; sleep 3600",
+               volumes=[{"name": "cfg", "configMap": {"name": "late"}}])
+    spec["spec"]["containers"][0]["volumeMounts"] = [{"name": "cfg", "mountPath": "/etc/cfg"}]
+    apply(kc, ns, spec)
+
+    def failed_mount():
+        ev = kc.json("get", "events", "-n", ns, "--field-selector",
+                     "involvedObject.name=late-cfg,reason=FailedMount")
+        return [e["message"] for e in ev["items"]] or None
+    messages = wait_for(failed_mount, timeout=30, what="FailedMount event")
+    assert any('configmap "late" not found' in m for m in messages), messages
+    p = get_pod(kc, ns, "late-cfg")
+    assert p["status"]["phase"] == "Pending"
+    assert status_column(kc, ns, "late-cfg") == "ContainerCreating"
+    assert not any(c.get("containerID") for c in p["status"].get("containerStatuses", []))
+
+    kc.run("create", "configmap", "late", "-n", ns, "--from-literal=greeting=finally")
+    wait_running_ready(kc, ns, "late-cfg", timeout=30)
+    assert wait_for(lambda: "finally" in kc.run("logs", "late-cfg", "-n", ns, check=False).stdout,
+                    timeout=15, what="the configMap content in the log")
+
+
 def test_probes_gate_ready_and_restart(kc, ns):
     spec = pod("probed", "trap 'exit 0' TERM; sleep 3600 & wait")
     spec["spec"]["containers"][0]["readinessProbe"] = {
