@@ -6,7 +6,10 @@
 //! when a container ran for 10 min), with time passed in explicitly.
 //!
 //! Invariants: init containers run strictly one at a time, in order, each
-//! to exit 0 before the next starts and before any app container; the
+//! to exit 0 (a sidecar, `restartPolicy: Always`: to be running and past its
+//! startup probe) before the next starts and before any app container;
+//! sidecars are restarted whenever they exit until the app containers are
+//! done for good, then stop with the pod; the
 //! newest instance of a container decides restarts; the two newest
 //! instances of every container are kept (the running one and the
 //! previous one for `kubectl logs --previous`), older ones are removed.
@@ -89,7 +92,7 @@ impl PodRuntime {
 }
 
 /// Why a running container is killed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KillReason {
     Liveness,
     Startup,
@@ -150,6 +153,13 @@ pub struct Plan {
 pub struct ProbeVerdicts {
     pub liveness_failed: HashSet<String>,
     pub startup_failed: HashSet<String>,
+    /// Running containers whose startup probe has not succeeded yet.
+    pub startup_pending: HashSet<String>,
+}
+
+/// A restartable init container (`restartPolicy: Always`): a sidecar.
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
 }
 
 fn restart_policy(pod: &Pod) -> &str {
@@ -166,14 +176,6 @@ fn host_network(pod: &Pod) -> bool {
         .unwrap_or(false)
 }
 
-fn init_failed(c: &ObservedContainer) -> bool {
-    match c.state {
-        CState::Exited => c.exit_code != 0,
-        CState::Unknown => true,
-        _ => false,
-    }
-}
-
 /// Upstream `ShouldContainerBeRestarted` for an app container.
 pub fn should_restart(policy: &str, latest: Option<&ObservedContainer>) -> bool {
     let Some(c) = latest else { return true };
@@ -188,67 +190,99 @@ pub fn should_restart(policy: &str, latest: Option<&ObservedContainer>) -> bool 
     }
 }
 
-/// Where init containers stand.
-#[derive(Debug, PartialEq, Eq)]
-pub enum InitProgress {
-    Done,
-    /// One is running: wait for it.
-    Running,
-    /// Start (or restart) this one; `failed` if its last instance failed.
-    Next {
-        index: usize,
-        failed: bool,
-    },
+/// What the init containers need, upstream `computeInitContainerActions`
+/// with sidecars: before the pod is initialized they are walked in order, a
+/// regular one must exit 0 and a sidecar must be running (and past its
+/// startup probe) before the next starts; afterwards only sidecars are kept
+/// running, whatever the pod's restart policy.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct InitStep {
+    /// Every init container is through: app containers may run.
+    pub done: bool,
+    /// Init containers to (re)start, by index, in order.
+    pub start: Vec<usize>,
+    /// Running sidecars to kill first (probe failures), by index.
+    pub kill: Vec<(usize, KillReason)>,
+    /// A regular init container failed under `restartPolicy: Never`.
+    pub pod_failed: bool,
 }
 
-/// Upstream `findNextInitContainerToRun`.
-pub fn init_progress(pod: &Pod, rt: &PodRuntime) -> InitProgress {
+impl InitStep {
+    fn wait(mut self) -> Self {
+        self.done = false;
+        self
+    }
+}
+
+/// Init containers' next step for the current sandbox (instances of other
+/// sandboxes do not count: a new sandbox runs every init container again).
+pub fn init_step(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> InitStep {
+    let mut step = InitStep::default();
     let Some(spec) = pod.spec.as_ref() else {
-        return InitProgress::Done;
+        step.done = true;
+        return step;
     };
     let inits = spec.init_containers.as_deref().unwrap_or_default();
-    if inits.is_empty() {
-        return InitProgress::Done;
-    }
-    if spec.containers.iter().any(|c| {
-        rt.latest(&c.name)
-            .is_some_and(|s| s.state == CState::Running)
-    }) {
-        return InitProgress::Done;
-    }
-    for (i, c) in inits.iter().enumerate().rev() {
-        if rt.latest(&c.name).is_some_and(init_failed) {
-            return InitProgress::Next {
-                index: i,
-                failed: true,
-            };
-        }
-    }
-    for (i, c) in inits.iter().enumerate().rev() {
-        let Some(s) = rt.latest(&c.name) else {
+    let current = rt.current_sandbox().map(|s| s.id.as_str());
+    let latest = |name: &str| {
+        rt.latest(name)
+            .filter(|c| current.is_none() || Some(c.sandbox_id.as_str()) == current)
+    };
+    // upstream's "previously initialized": an app container was created
+    let initialized = spec.containers.iter().any(|c| latest(&c.name).is_some());
+    for (i, c) in inits.iter().enumerate() {
+        let sidecar = is_sidecar(c);
+        if initialized && !sidecar {
             continue;
+        }
+        let Some(s) = latest(&c.name) else {
+            step.start.push(i);
+            if initialized {
+                continue;
+            }
+            return step.wait();
         };
         match s.state {
-            CState::Running => return InitProgress::Running,
-            CState::Created => {
-                return InitProgress::Next {
-                    index: i,
-                    failed: false,
+            CState::Created if !initialized => return step.wait(),
+            CState::Created => {}
+            CState::Running if !sidecar => return step.wait(),
+            CState::Running => {
+                let failed = if probes.startup_failed.contains(&s.id) {
+                    Some(KillReason::Startup)
+                } else if probes.liveness_failed.contains(&s.id) {
+                    Some(KillReason::Liveness)
+                } else {
+                    None
                 };
+                if let Some(reason) = failed {
+                    step.kill.push((i, reason));
+                    step.start.push(i);
+                    if !initialized {
+                        return step.wait();
+                    }
+                } else if !initialized && probes.startup_pending.contains(&s.id) {
+                    return step.wait();
+                }
             }
-            _ if i + 1 == inits.len() => return InitProgress::Done,
-            _ => {
-                return InitProgress::Next {
-                    index: i + 1,
-                    failed: false,
-                };
+            CState::Exited | CState::Unknown if sidecar => {
+                step.start.push(i);
+                if !initialized {
+                    return step.wait();
+                }
+            }
+            CState::Exited if s.exit_code == 0 => {}
+            CState::Exited | CState::Unknown => {
+                if restart_policy(pod) == "Never" {
+                    step.pod_failed = true;
+                } else {
+                    step.start.push(i);
+                }
+                return step.wait();
             }
         }
     }
-    InitProgress::Next {
-        index: 0,
-        failed: false,
-    }
+    step.done = true;
+    step
 }
 
 fn next_restart_count(rt: &PodRuntime, name: &str) -> i32 {
@@ -305,22 +339,29 @@ pub fn plan(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> Plan {
         return plan;
     }
 
-    match init_progress(pod, rt) {
-        InitProgress::Done => {}
-        InitProgress::Running => return plan,
-        InitProgress::Next { index, failed } => {
-            if failed && policy == "Never" {
-                plan.kill_pod = true;
-            } else if let Some(c) = inits.get(index) {
-                plan.start.push(ToStart {
-                    name: c.name.clone(),
-                    init: true,
-                    restart_count: next_restart_count(rt, &c.name),
-                });
-            }
-            return plan;
+    let step = init_step(pod, rt, probes);
+    if step.pod_failed {
+        plan.kill_pod = true;
+        return plan;
+    }
+    for (i, reason) in &step.kill {
+        if let Some(s) = inits.get(*i).and_then(|c| rt.latest(&c.name)) {
+            plan.kill.push((s.id.clone(), s.name.clone(), *reason));
         }
     }
+    for i in &step.start {
+        if let Some(c) = inits.get(*i) {
+            plan.start.push(ToStart {
+                name: c.name.clone(),
+                init: true,
+                restart_count: next_restart_count(rt, &c.name),
+            });
+        }
+    }
+    if !step.done {
+        return plan;
+    }
+    let sidecar_actions = plan.start.len();
 
     let mut keep = 0;
     for c in &spec.containers {
@@ -362,8 +403,10 @@ pub fn plan(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> Plan {
             });
         }
     }
-    if keep == 0 && plan.start.is_empty() {
+    if keep == 0 && plan.start.len() == sidecar_actions {
+        // every app container is done for good: sidecars stop with the pod
         plan.kill_pod = true;
+        plan.start.clear();
     }
     plan
 }
@@ -705,6 +748,104 @@ mod tests {
         }
     }
 
+    /// `pod` whose init containers named `side*` are sidecars.
+    fn with_sidecars(policy: &str, inits: &[&str], apps: &[&str]) -> Pod {
+        let mut p = pod(policy, inits, apps);
+        for c in p
+            .spec
+            .as_mut()
+            .unwrap()
+            .init_containers
+            .iter_mut()
+            .flatten()
+        {
+            if c.name.starts_with("side") {
+                c.restart_policy = Some("Always".into());
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn sidecars_start_in_order_keep_running_and_stop_with_the_pod() {
+        let none = ProbeVerdicts::default();
+        let sb = || vec![sandbox(0, true)];
+        let p = with_sidecars("Never", &["init", "side"], &["a"]);
+        // the regular init first, then the sidecar, then the app
+        let r = rt(sb(), vec![ctr("init", 0, Exited, 0)]);
+        assert_eq!(starts(&plan(&p, &r, &none)), vec![("side".to_string(), 0)]);
+        let r = rt(
+            sb(),
+            vec![ctr("init", 0, Exited, 0), ctr("side", 0, Running, 0)],
+        );
+        assert_eq!(starts(&plan(&p, &r, &none)), vec![("a".to_string(), 0)]);
+        // a sidecar still in its startup probe holds the app back
+        let mut pending = ProbeVerdicts::default();
+        pending.startup_pending.insert("side-0".into());
+        assert!(plan(&p, &r, &pending).start.is_empty());
+        // a sidecar that exits is restarted even under Never
+        let r = rt(
+            sb(),
+            vec![
+                ctr("init", 0, Exited, 0),
+                ctr("side", 0, Exited, 1),
+                ctr("a", 0, Running, 0),
+            ],
+        );
+        let pl = plan(&p, &r, &none);
+        assert_eq!(starts(&pl), vec![("side".to_string(), 1)]);
+        assert!(!pl.kill_pod);
+        // the app is done for good: the pod stops, the sidecar is not restarted
+        let r = rt(
+            sb(),
+            vec![
+                ctr("init", 0, Exited, 0),
+                ctr("side", 0, Running, 0),
+                ctr("a", 0, Exited, 0),
+            ],
+        );
+        let pl = plan(&p, &r, &none);
+        assert!(pl.kill_pod);
+        assert!(pl.start.is_empty());
+        let r = rt(
+            sb(),
+            vec![
+                ctr("init", 0, Exited, 0),
+                ctr("side", 0, Exited, 137),
+                ctr("a", 0, Exited, 0),
+            ],
+        );
+        assert!(plan(&p, &r, &none).start.is_empty());
+        // a sidecar failing its liveness probe is killed and restarted
+        let r = rt(
+            sb(),
+            vec![ctr("side", 0, Running, 0), ctr("a", 0, Running, 0)],
+        );
+        let mut live = ProbeVerdicts::default();
+        live.liveness_failed.insert("side-0".into());
+        let pl = plan(&with_sidecars("Always", &["side"], &["a"]), &r, &live);
+        assert_eq!(
+            pl.kill,
+            vec![("side-0".into(), "side".into(), KillReason::Liveness)]
+        );
+        assert_eq!(starts(&pl), vec![("side".to_string(), 1)]);
+    }
+
+    #[test]
+    fn init_containers_of_an_older_sandbox_do_not_count() {
+        let p = pod("Always", &["i1", "i2"], &["a"]);
+        let mut old_i2 = ctr("i2", 0, Exited, 0);
+        old_i2.sandbox_id = "sb0".into();
+        let mut new_i1 = ctr("i1", 1, Exited, 0);
+        new_i1.sandbox_id = "sb1".into();
+        let r = rt(
+            vec![sandbox(1, true), sandbox(0, false)],
+            vec![new_i1, old_i2],
+        );
+        let pl = plan(&p, &r, &ProbeVerdicts::default());
+        assert_eq!(starts(&pl), vec![("i2".to_string(), 1)]);
+    }
+
     #[test]
     fn liveness_failure_kills_and_restarts() {
         let r = rt(vec![sandbox(0, true)], vec![ctr("a", 0, Running, 0)]);
@@ -781,7 +922,7 @@ mod tests {
             // a changed definition wins over a probe failure
             v.liveness_failed.insert("a-0".into());
             let p = plan(&pod(c.policy, &[], &["a"]), &r, &v);
-            let want_kill = c.kill.clone().unwrap_or(KillReason::Liveness);
+            let want_kill = c.kill.unwrap_or(KillReason::Liveness);
             assert_eq!(
                 p.kill,
                 vec![("a-0".to_string(), "a".to_string(), want_kill)],

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::plan::{CState, InitProgress, ObservedContainer, PodRuntime};
+use super::plan::{CState, ObservedContainer, PodRuntime, ProbeVerdicts, is_sidecar};
 use crate::controllers::podutil::chrono_to_time;
 
 /// Why a container could not be started in the last sync (upstream's
@@ -174,16 +174,27 @@ fn container_statuses(
     out
 }
 
-/// Upstream `getPhase`.
+/// Upstream `getPhase`. `sidecars[i]`: init container `i` is restartable;
+/// a sidecar never fails the pod and, once the pod is `initialized`, never
+/// holds it pending.
 pub fn phase(
     restart_policy: &str,
     init: &[ContainerStatus],
+    sidecars: &[bool],
+    initialized: bool,
     apps: &[ContainerStatus],
 ) -> &'static str {
     let (mut pending_init, mut failed_init) = (0, 0);
-    for s in init {
+    for (i, s) in init.iter().enumerate() {
         let state = s.state.clone().unwrap_or_default();
         let last = s.last_state.as_ref().and_then(|l| l.terminated.as_ref());
+        if sidecars.get(i).copied().unwrap_or(false) {
+            let up = state.running.is_some() && s.started == Some(true);
+            if !initialized && !up {
+                pending_init += 1;
+            }
+            continue;
+        }
         if state.running.is_some() {
             pending_init += 1;
         } else if let Some(t) = &state.terminated {
@@ -293,10 +304,18 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
     let now = second_time(input.now);
     let policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let inits = spec.init_containers.clone().unwrap_or_default();
-    let init_done = matches!(
-        super::plan::init_progress(pod, input.rt),
-        InitProgress::Done
-    );
+    let verdicts = ProbeVerdicts {
+        startup_pending: input
+            .rt
+            .containers
+            .iter()
+            .filter(|c| c.state == CState::Running && !(input.started)(&c.id))
+            .map(|c| c.id.clone())
+            .collect(),
+        ..Default::default()
+    };
+    let init_done = super::plan::init_step(pod, input.rt, &verdicts).done;
+    let sidecars: Vec<bool> = inits.iter().map(is_sidecar).collect();
     let app_default = if init_done {
         "ContainerCreating"
     } else {
@@ -316,7 +335,7 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
     );
 
     let old_phase = old.phase.as_deref().unwrap_or("Pending");
-    let mut new_phase = phase(policy, &init_statuses, &app_statuses);
+    let mut new_phase = phase(policy, &init_statuses, &sidecars, init_done, &app_statuses);
     if old_phase == "Succeeded" || old_phase == "Failed" {
         new_phase = if old_phase == "Succeeded" {
             "Succeeded"
@@ -341,11 +360,14 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
     let incomplete: Vec<&str> = inits
         .iter()
         .zip(&init_statuses)
-        .filter(|(_, s)| {
-            s.state
+        .filter(|(c, s)| {
+            let exited_ok = s
+                .state
                 .as_ref()
                 .and_then(|st| st.terminated.as_ref())
-                .is_none_or(|t| t.exit_code != 0)
+                .is_some_and(|t| t.exit_code == 0);
+            let sidecar_up = is_sidecar(c) && s.started == Some(true);
+            !exited_ok && !sidecar_up
         })
         .map(|(c, _)| c.name.as_str())
         .collect();
@@ -372,8 +394,13 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
             &now,
         )
     });
-    let unready: Vec<&str> = app_statuses
+    // sidecars count for readiness, listed first as upstream does
+    let unready: Vec<&str> = init_statuses
         .iter()
+        .zip(&sidecars)
+        .filter(|(_, sidecar)| **sidecar)
+        .map(|(s, _)| s)
+        .chain(&app_statuses)
         .filter(|s| !s.ready)
         .map(|s| s.name.as_str())
         .collect();
@@ -756,6 +783,46 @@ mod tests {
             assert_eq!(s.phase.as_deref(), Some(want_phase), "{what}");
             assert_eq!(display_reason(&s), want_display, "{what}");
         }
+    }
+
+    #[test]
+    fn sidecars_count_for_readiness_not_for_phase() {
+        let mut p = pod("Never", &["side"], &["a"], json!({}));
+        p.spec.as_mut().unwrap().init_containers.as_mut().unwrap()[0].restart_policy =
+            Some("Always".into());
+        let w = Waiting::new();
+        // sidecar up, app running: Running, initialized, ready
+        let rt = runtime(vec![ctr("side", 0, Running, 0), ctr("a", 0, Running, 0)]);
+        let st = status(&p, &rt, &w);
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        assert_eq!(cond(&st, "Initialized").status, "True");
+        assert_eq!(cond(&st, "Ready").status, "True");
+        let side = &st.init_container_statuses.as_ref().unwrap()[0];
+        assert_eq!(side.started, Some(true));
+        assert!(side.ready);
+        // an unready sidecar makes the pod unready, named in the message
+        let st = pod_status(&StatusInput {
+            pod: &p,
+            rt: &rt,
+            waiting: &w,
+            ready: &|id| id != "side0",
+            started: &|_| true,
+            host_ips: vec![],
+            now: Utc::now(),
+        });
+        assert_eq!(cond(&st, "Ready").status, "False");
+        assert_eq!(
+            cond(&st, "ContainersReady").message.as_deref(),
+            Some("containers with unready status: [side]")
+        );
+        // the app is done, the sidecar was stopped: Succeeded all the same
+        let rt = runtime(vec![ctr("side", 0, Exited, 137), ctr("a", 0, Exited, 0)]);
+        assert_eq!(status(&p, &rt, &w).phase.as_deref(), Some("Succeeded"));
+        // before the sidecar is up the pod is initializing
+        let rt = runtime(vec![]);
+        let st = status(&p, &rt, &w);
+        assert_eq!(st.phase.as_deref(), Some("Pending"));
+        assert_eq!(cond(&st, "Initialized").status, "False");
     }
 
     #[test]

@@ -395,6 +395,45 @@ def test_missing_configmap_waits_with_failed_mount_then_starts(kc, ns):
                     timeout=15, what="the configMap content in the log")
 
 
+def test_sidecar_runs_beside_the_app_and_stops_with_a_job(kc, ns):
+    """Native sidecars (init containers with restartPolicy: Always): started
+    before the app and kept running (READY 2/2), restarted when they exit;
+    a Job's pod completes when its app container does, sidecar or not."""
+    spec = pod("with-sidecar", "sleep 3600",
+               initContainers=[{"name": "side", "image": IMAGE, "restartPolicy": "Always",
+                                "command": ["sh", "-c", "trap 'exit 1' TERM; sleep 3600 & wait"],
+                                "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}])
+    apply(kc, ns, spec)
+    wait_running_ready(kc, ns, "with-sidecar")
+    row = kc.run("get", "pod", "with-sidecar", "-n", ns, "--no-headers").stdout.split()
+    assert row[1:3] == ["2/2", "Running"], row
+    p = get_pod(kc, ns, "with-sidecar")
+    side = p["status"]["initContainerStatuses"][0]
+    assert side["started"] is True and side["ready"] is True and "running" in side["state"]
+    # the sidecar started before the app
+    app = p["status"]["containerStatuses"][0]
+    assert side["state"]["running"]["startedAt"] <= app["state"]["running"]["startedAt"]
+    # a sidecar that exits is started again (pod restartPolicy notwithstanding)
+    kc.run("exec", "with-sidecar", "-n", ns, "-c", "side", "--", "kill", "1", check=False)
+    wait_for(lambda: get_pod(kc, ns, "with-sidecar")["status"]["initContainerStatuses"][0]
+             ["restartCount"] >= 1, timeout=30, what="the sidecar restarted")
+
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "side-job"},
+           "spec": {"backoffLimit": 0, "template": {"spec": {
+               "restartPolicy": "Never", "terminationGracePeriodSeconds": 2,
+               "initContainers": [{"name": "logger", "image": IMAGE, "restartPolicy": "Always",
+                                   "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}],
+               "containers": [{"name": "work", "image": IMAGE,
+                               "command": ["sh", "-c", "echo done"]}]}}}}
+    apply(kc, ns, job)
+    wait_for(lambda: kc.json("get", "job", "side-job", "-n", ns).get("status", {}).get("succeeded") == 1,
+             timeout=60, what="the Job with a sidecar to complete")
+    pods = kc.json("get", "pods", "-n", ns, "-l", "job-name=side-job")["items"]
+    assert [p["status"]["phase"] for p in pods] == ["Succeeded"]
+    logger = pods[0]["status"]["initContainerStatuses"][0]
+    assert "terminated" in logger["state"], logger
+
+
 def test_probes_gate_ready_and_restart(kc, ns):
     spec = pod("probed", "trap 'exit 0' TERM; sleep 3600 & wait")
     spec["spec"]["containers"][0]["readinessProbe"] = {

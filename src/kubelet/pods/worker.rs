@@ -281,6 +281,13 @@ impl Worker {
             };
             self.execute(pod, &rt, p).await
         } else {
+            let probes = &self.shared.probes;
+            self.verdicts.startup_pending = rt
+                .containers
+                .iter()
+                .filter(|c| c.state == CState::Running && !probes.is_started(&c.id))
+                .map(|c| c.id.clone())
+                .collect();
             let p = plan::plan(pod, &rt, &self.verdicts);
             self.execute(pod, &rt, p).await
         };
@@ -464,7 +471,7 @@ impl Worker {
                     let left = (latest.finished_at + b - now).max(SECOND / 10);
                     let left = Duration::from_nanos(left as u64);
                     self.next_wake = Some(self.next_wake.map_or(left, |w| w.min(left)));
-                    if init {
+                    if init && !plan::is_sidecar(spec) {
                         break;
                     }
                     continue;
@@ -494,7 +501,7 @@ impl Worker {
                         self.next_wake
                             .map_or(Duration::from_secs(2), |w| w.min(Duration::from_secs(2))),
                     );
-                    if init {
+                    if init && !plan::is_sidecar(spec) {
                         break;
                     }
                 }
@@ -858,7 +865,7 @@ impl Worker {
             &format!("Started container {}", c.name),
         );
         let pod_ip = pod_ips.first().and_then(|i| i.parse().ok());
-        if !init {
+        if !init || plan::is_sidecar(c) {
             self.shared.probes.add_container(pod, c, &id, pod_ip);
         }
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())
@@ -1002,11 +1009,23 @@ impl Worker {
     }
 
     /// Stop every running container of the pod concurrently.
+    /// Stops every running container: app containers (and any regular init
+    /// container) together first, then sidecars one by one in reverse
+    /// order, as upstream, all within `grace` seconds.
     async fn kill_all(&self, pod: &Pod, rt: &PodRuntime, grace: i64) {
-        let kills = rt
-            .containers
+        let sidecars: Vec<&str> = pod
+            .spec
             .iter()
-            .filter(|c| c.state == CState::Running)
+            .flat_map(|s| s.init_containers.iter().flatten())
+            .filter(|c| plan::is_sidecar(c))
+            .map(|c| c.name.as_str())
+            .collect();
+        let running = || rt.containers.iter().filter(|c| c.state == CState::Running);
+        let deadline = Instant::now() + Duration::from_secs(grace.max(0) as u64);
+        let left =
+            || (deadline.saturating_duration_since(Instant::now()).as_secs() as i64).max(MIN_GRACE);
+        let kills = running()
+            .filter(|c| !sidecars.contains(&c.name.as_str()))
             .map(|c| {
                 let msg = format!("Stopping container {}", c.name);
                 async move {
@@ -1015,6 +1034,13 @@ impl Worker {
                 }
             });
         futures::future::join_all(kills).await;
+        for name in sidecars.iter().rev() {
+            for c in running().filter(|c| c.name == *name) {
+                let msg = format!("Stopping container {}", c.name);
+                self.kill_container(pod, &c.id, &c.name, left(), &msg, rt)
+                    .await;
+            }
+        }
     }
 
     /// Delete everything of the pod; true when done (and the pod object,
