@@ -115,6 +115,37 @@ pub fn validate_create(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
     e.0
 }
 
+/// The `pods/ephemeralcontainers` rule between `old` and `new` pods:
+/// ephemeral containers may only be added, never changed or removed.
+pub fn validate_ephemeral_update(old: &Value, new: &Value) -> Vec<Cause> {
+    let mut e = Errs::default();
+    let list = |v: &Value| -> Vec<Value> {
+        v.pointer("/spec/ephemeralContainers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let new_list = list(new);
+    for o in list(old) {
+        let name = o.get("name").and_then(Value::as_str).unwrap_or_default();
+        let detail = match new_list.iter().find(|n| n.get("name") == o.get("name")) {
+            None => format!(
+                "existing ephemeral containers {} may not be removed",
+                go::q(name)
+            ),
+            Some(n) if *n != o => {
+                format!(
+                    "existing ephemeral containers {} may not be changed",
+                    go::q(name)
+                )
+            }
+            Some(_) => continue,
+        };
+        e.forbidden("spec.ephemeralContainers", &detail);
+    }
+    e.0
+}
+
 /// The update-only rules (immutability) between `old` and `new`; the server
 /// also runs [`validate_create`] on `new`.
 pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Vec<Cause> {

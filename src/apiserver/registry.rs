@@ -207,7 +207,7 @@ pub fn string_list(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn causes_from(v: Vec<validation::Cause>) -> Vec<StatusCause> {
+pub(super) fn causes_from(v: Vec<validation::Cause>) -> Vec<StatusCause> {
     v.into_iter()
         .map(|c| StatusCause {
             reason: c.reason.to_string(),

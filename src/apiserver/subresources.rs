@@ -725,6 +725,15 @@ async fn ephemeral(r: ItemRequest<'_>) -> ApiResult<Response> {
         .pointer("/spec/ephemeralContainers")
         .cloned()
         .unwrap_or(json!([]));
+    let causes = crate::api::validation::validate_ephemeral_update(&pod, &next);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(
+            "",
+            "Pod",
+            name,
+            super::registry::causes_from(causes),
+        ));
+    }
     if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
         m.insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
     }

@@ -123,11 +123,14 @@ pub fn spec_changed(spec: &Container, running: &ObservedContainer) -> bool {
     !running.hash.is_empty() && running.hash != container_hash(spec)
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ToStart {
     pub name: String,
     pub init: bool,
     pub restart_count: i32,
+    /// An ephemeral container's `targetContainerName`, as the running
+    /// container id whose PID namespace it joins.
+    pub pid_target: Option<String>,
 }
 
 /// What one sync should do.
@@ -155,6 +158,30 @@ pub struct ProbeVerdicts {
     pub startup_failed: HashSet<String>,
     /// Running containers whose startup probe has not succeeded yet.
     pub startup_pending: HashSet<String>,
+}
+
+/// An ephemeral container as a `Container` (the same fields, less the
+/// target, which the worker resolves to a PID namespace).
+pub fn from_ephemeral(e: &k8s_openapi::api::core::v1::EphemeralContainer) -> Container {
+    Container {
+        name: e.name.clone(),
+        image: e.image.clone(),
+        command: e.command.clone(),
+        args: e.args.clone(),
+        working_dir: e.working_dir.clone(),
+        env: e.env.clone(),
+        env_from: e.env_from.clone(),
+        volume_mounts: e.volume_mounts.clone(),
+        volume_devices: e.volume_devices.clone(),
+        image_pull_policy: e.image_pull_policy.clone(),
+        security_context: e.security_context.clone(),
+        stdin: e.stdin,
+        stdin_once: e.stdin_once,
+        tty: e.tty,
+        termination_message_path: e.termination_message_path.clone(),
+        termination_message_policy: e.termination_message_policy.clone(),
+        ..Default::default()
+    }
 }
 
 /// A restartable init container (`restartPolicy: Always`): a sidecar.
@@ -289,8 +316,39 @@ fn next_restart_count(rt: &PodRuntime, name: &str) -> i32 {
     rt.latest(name).map(|c| c.restart_count + 1).unwrap_or(0)
 }
 
-/// Upstream `computePodActions` (plus container/sandbox garbage collection).
+/// Upstream `computePodActions` (plus container/sandbox garbage
+/// collection): the pod's own containers, then its ephemeral containers,
+/// each started once in the running sandbox (whatever the init state) and
+/// never restarted.
 pub fn plan(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> Plan {
+    let mut plan = pod_plan(pod, rt, probes);
+    if plan.kill_pod || plan.create_sandbox.is_some() {
+        return plan;
+    }
+    let ephemeral = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.ephemeral_containers.iter().flatten());
+    for e in ephemeral {
+        if rt.latest(&e.name).is_none() {
+            let pid_target = e
+                .target_container_name
+                .as_deref()
+                .and_then(|t| rt.latest(t))
+                .filter(|c| c.state == CState::Running)
+                .map(|c| c.id.clone());
+            plan.start.push(ToStart {
+                name: e.name.clone(),
+                init: false,
+                restart_count: 0,
+                pid_target,
+            });
+        }
+    }
+    plan
+}
+
+fn pod_plan(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> Plan {
     let mut plan = Plan::default();
     let Some(spec) = pod.spec.as_ref() else {
         return plan;
@@ -317,6 +375,7 @@ pub fn plan(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> Plan {
                 name: first.name.clone(),
                 init: true,
                 restart_count: next_restart_count(rt, &first.name),
+                pid_target: None,
             });
             return plan;
         }
@@ -331,6 +390,7 @@ pub fn plan(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> Plan {
                 name: c.name.clone(),
                 init: false,
                 restart_count: next_restart_count(rt, &c.name),
+                pid_target: None,
             });
         }
         if !plan.start.is_empty() {
@@ -355,6 +415,7 @@ pub fn plan(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> Plan {
                 name: c.name.clone(),
                 init: true,
                 restart_count: next_restart_count(rt, &c.name),
+                pid_target: None,
             });
         }
     }
@@ -388,6 +449,7 @@ pub fn plan(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> Plan {
                             name: c.name.clone(),
                             init: false,
                             restart_count: s.restart_count + 1,
+                            pid_target: None,
                         });
                     }
                 }
@@ -400,6 +462,7 @@ pub fn plan(pod: &Pod, rt: &PodRuntime, probes: &ProbeVerdicts) -> Plan {
                 name: c.name.clone(),
                 init: false,
                 restart_count: next_restart_count(rt, &c.name),
+                pid_target: None,
             });
         }
     }
@@ -829,6 +892,32 @@ mod tests {
             vec![("side-0".into(), "side".into(), KillReason::Liveness)]
         );
         assert_eq!(starts(&pl), vec![("side".to_string(), 1)]);
+    }
+
+    #[test]
+    fn ephemeral_containers_start_once_in_the_running_sandbox() {
+        let mut p = pod("Always", &[], &["a"]);
+        p.spec.as_mut().unwrap().ephemeral_containers = Some(vec![
+            serde_json::from_value(
+                json!({"name": "dbg", "image": "i", "targetContainerName": "a"}),
+            )
+            .unwrap(),
+        ]);
+        let none = ProbeVerdicts::default();
+        // no sandbox yet: the pod's own containers only
+        let pl = plan(&p, &rt(vec![], vec![]), &none);
+        assert_eq!(starts(&pl), vec![("a".to_string(), 0)]);
+        // running pod: the debug container, in the target's PID namespace
+        let r = rt(vec![sandbox(0, true)], vec![ctr("a", 0, Running, 0)]);
+        let pl = plan(&p, &r, &none);
+        assert_eq!(starts(&pl), vec![("dbg".to_string(), 0)]);
+        assert_eq!(pl.start[0].pid_target.as_deref(), Some("a-0"));
+        // it ran and exited: never again
+        let r = rt(
+            vec![sandbox(0, true)],
+            vec![ctr("a", 0, Running, 0), ctr("dbg", 0, Exited, 1)],
+        );
+        assert!(plan(&p, &r, &none).start.is_empty());
     }
 
     #[test]

@@ -333,6 +333,19 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
         app_default,
         old.container_statuses.as_ref(),
     );
+    // ephemeral containers: reported, but neither phase nor readiness
+    let ephemeral: Vec<_> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(super::plan::from_ephemeral)
+        .collect();
+    let ephemeral_statuses = container_statuses(
+        input,
+        &ephemeral,
+        app_default,
+        old.ephemeral_container_statuses.as_ref(),
+    );
 
     let old_phase = old.phase.as_deref().unwrap_or("Pending");
     let mut new_phase = phase(policy, &init_statuses, &sidecars, init_done, &app_statuses);
@@ -482,6 +495,7 @@ pub fn pod_status(input: &StatusInput) -> PodStatus {
         conditions: Some(conds),
         container_statuses: Some(app_statuses),
         init_container_statuses: (!inits.is_empty()).then_some(init_statuses),
+        ephemeral_container_statuses: (!ephemeral.is_empty()).then_some(ephemeral_statuses),
         host_ip: input.host_ips.first().cloned(),
         host_ips: (!input.host_ips.is_empty()).then(|| {
             input

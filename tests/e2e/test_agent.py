@@ -434,6 +434,44 @@ def test_sidecar_runs_beside_the_app_and_stops_with_a_job(kc, ns):
     assert "terminated" in logger["state"], logger
 
 
+def test_kubectl_debug_runs_ephemeral_containers(kc, ns):
+    """`kubectl debug` adds an ephemeral container: it runs once in the pod's
+    sandbox (in the target container's PID namespace with --target), shows in
+    ephemeralContainerStatuses, streams with -i, and cannot be removed."""
+    apply(kc, ns, pod("debugee", "trap 'exit 0' TERM; sleep 3600 & wait"))
+    wait_running_ready(kc, ns, "debugee")
+    kc.run("debug", "debugee", "-n", ns, "-c", "dbg", f"--image={IMAGE}",
+           "--image-pull-policy=Never", "--target=main", "--", "sh", "-c", "ps; sleep 1")
+    wait_for(lambda: "sleep 3600" in kc.run("logs", "debugee", "-n", ns, "-c", "dbg",
+                                            check=False).stdout,
+             timeout=30, what="ps in the target's PID namespace")
+
+    def dbg_done():
+        sts = get_pod(kc, ns, "debugee")["status"].get("ephemeralContainerStatuses", [])
+        return [s for s in sts if s["name"] == "dbg" and "terminated" in s["state"]]
+    st = wait_for(dbg_done, timeout=30, what="the ephemeral container to end")[0]
+    assert st["state"]["terminated"]["exitCode"] == 0 and st["restartCount"] == 0
+    # not restarted, and the pod itself is untouched
+    time.sleep(2)
+    p = get_pod(kc, ns, "debugee")
+    assert p["status"]["phase"] == "Running"
+    assert p["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert [s["restartCount"] for s in p["status"]["ephemeralContainerStatuses"]] == [0]
+
+    out = kc.run("debug", "-i", "debugee", "-n", ns, "-c", "dbg2", f"--image={IMAGE}",
+                 "--image-pull-policy=Never", "--", "sh", input="echo hi-from-debug\nexit 0\n",
+                 timeout=60)
+    assert "hi-from-debug" in out.stdout, out.stdout + out.stderr
+
+    # existing ephemeral containers may not be removed
+    p = get_pod(kc, ns, "debugee")
+    p["spec"]["ephemeralContainers"] = []
+    r = kc.run("replace", "--raw", f"/api/v1/namespaces/{ns}/pods/debugee/ephemeralcontainers",
+               "-f", "-", input=json.dumps(p), check=False)
+    assert r.returncode != 0
+    assert 'existing ephemeral containers "dbg" may not be removed' in r.stderr, r.stderr
+
+
 def test_probes_gate_ready_and_restart(kc, ns):
     spec = pod("probed", "trap 'exit 0' TERM; sleep 3600 & wait")
     spec["spec"]["containers"][0]["readinessProbe"] = {

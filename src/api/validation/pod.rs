@@ -93,9 +93,37 @@ pub(super) fn validate_pod_spec(e: &mut Errs, spec: &Value, path: &str, is_pod: 
         let cp = index(&child(path, "containers"), i);
         validate_container(e, c, &cp, &volumes, is_pod, &mut names, false);
     }
+    let targets: HashSet<&str> = names.clone();
     for (i, c) in get_arr(spec, "ephemeralContainers").iter().enumerate() {
         let cp = index(&child(path, "ephemeralContainers"), i);
         validate_container(e, c, &cp, &volumes, is_pod, &mut names, false);
+        for k in [
+            "ports",
+            "livenessProbe",
+            "readinessProbe",
+            "startupProbe",
+            "lifecycle",
+            "resources",
+            "resizePolicy",
+            "restartPolicy",
+        ] {
+            // upstream rejects non-zero values only (`resources: {}` is fine)
+            let set = get(c, k).is_some_and(|v| match v {
+                Value::Null => false,
+                Value::Object(m) => !m.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            });
+            if set {
+                e.forbidden(&child(&cp, k), "cannot be set for an Ephemeral Container");
+            }
+        }
+        if let Some(t) = get_str(c, "targetContainerName").filter(|t| !t.is_empty())
+            && !targets.contains(t)
+        {
+            e.not_found(&child(&cp, "targetContainerName"), go::q(t));
+        }
     }
     if get_bool(spec, "hostNetwork") == Some(true) {
         validate_host_network(e, spec, path);

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Cause, validate_create, validate_update};
+use super::{Cause, validate_create, validate_ephemeral_update, validate_update};
 
 fn msgs(causes: &[Cause]) -> Vec<String> {
     causes
@@ -1620,4 +1620,45 @@ fn never_panics_on_wrong_types() {
             }
         }
     }
+}
+
+#[test]
+fn ephemeral_containers() {
+    let dbg =
+        json!({"name": "dbg", "image": "busybox", "resources": {}, "targetContainerName": "nginx"});
+    let p = with(pod(), "/spec/ephemeralContainers", json!([dbg]));
+    assert!(msgs(&validate_create("", "Pod", &p)).is_empty());
+    let bad = with(
+        pod(),
+        "/spec/ephemeralContainers",
+        json!([{"name": "nginx", "image": "busybox", "ports": [{"containerPort": 80}],
+                "targetContainerName": "nope"}]),
+    );
+    assert_eq!(
+        msgs(&validate_create("", "Pod", &bad)),
+        vec![
+            "spec.ephemeralContainers[0].name: Duplicate value: \"nginx\"",
+            "spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container",
+            "spec.ephemeralContainers[0].targetContainerName: Not found: \"nope\"",
+        ]
+    );
+    // added: fine; removed or changed: forbidden
+    assert!(validate_ephemeral_update(&pod(), &p).is_empty());
+    assert_eq!(
+        msgs(&validate_ephemeral_update(&p, &pod())),
+        vec![
+            "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"dbg\" may not be removed"
+        ]
+    );
+    let changed = with(
+        p.clone(),
+        "/spec/ephemeralContainers/0/image",
+        json!("other"),
+    );
+    assert_eq!(
+        msgs(&validate_ephemeral_update(&p, &changed)),
+        vec![
+            "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"dbg\" may not be changed"
+        ]
+    );
 }

@@ -246,6 +246,8 @@ pub struct ContainerInputs {
     pub mounts: Vec<api::Mount>,
     pub qos: String,
     pub node_memory_bytes: i128,
+    /// Join this container's PID namespace (an ephemeral container's target).
+    pub pid_target: Option<String>,
 }
 
 pub fn container_config(pod: &Pod, c: &Container, input: ContainerInputs) -> api::ContainerConfig {
@@ -329,11 +331,14 @@ pub fn container_config(pod: &Pod, c: &Container, input: ContainerInputs) -> api
         tty: c.tty.unwrap_or(false),
         linux: Some(api::LinuxContainerConfig {
             resources: Some(resources(c, &input.qos, input.node_memory_bytes)),
-            security_context: Some(security_context(
-                pod,
-                c,
-                super::sandbox::namespace_options(pod),
-            )),
+            security_context: Some(security_context(pod, c, {
+                let mut ns = super::sandbox::namespace_options(pod);
+                if let Some(target) = input.pid_target {
+                    ns.pid = api::NamespaceMode::Target as i32;
+                    ns.target_id = target;
+                }
+                ns
+            })),
         }),
         ..Default::default()
     }
@@ -476,6 +481,7 @@ mod tests {
             &p,
             c,
             ContainerInputs {
+                pid_target: None,
                 restart_count: 3,
                 image_ref: "sha256:abc".into(),
                 env: vec![("A".into(), "x".into())],

@@ -7,6 +7,7 @@
 //!
 //! Invariant: only this task mutates the runtime objects of its pod uid.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -153,22 +154,40 @@ fn container_ref(pod: &Pod, c: &str, init: bool) -> ObjectReference {
         resource_version: m.resource_version.clone(),
         field_path: Some(if init {
             format!("spec.initContainers{{{c}}}")
+        } else if pod
+            .spec
+            .iter()
+            .flat_map(|s| s.ephemeral_containers.iter().flatten())
+            .any(|e| e.name == c)
+        {
+            format!("spec.ephemeralContainers{{{c}}}")
         } else {
             format!("spec.containers{{{c}}}")
         }),
     }
 }
 
-fn find_spec<'a>(pod: &'a Pod, name: &str) -> Option<(&'a Container, bool)> {
+/// The spec of container `name` and whether it is an init container; an
+/// ephemeral container comes as the `Container` its fields make.
+fn find_spec<'a>(pod: &'a Pod, name: &str) -> Option<(Cow<'a, Container>, bool)> {
     let spec = pod.spec.as_ref()?;
     if let Some(c) = spec.containers.iter().find(|c| c.name == name) {
-        return Some((c, false));
+        return Some((Cow::Borrowed(c), false));
     }
-    spec.init_containers
+    if let Some(c) = spec
+        .init_containers
         .iter()
         .flatten()
         .find(|c| c.name == name)
-        .map(|c| (c, true))
+    {
+        return Some((Cow::Borrowed(c), true));
+    }
+    let e = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == name)?;
+    Some((Cow::Owned(plan::from_ephemeral(e)), false))
 }
 
 fn spec_grace(pod: &Pod) -> i64 {
@@ -471,7 +490,7 @@ impl Worker {
                     let left = (latest.finished_at + b - now).max(SECOND / 10);
                     let left = Duration::from_nanos(left as u64);
                     self.next_wake = Some(self.next_wake.map_or(left, |w| w.min(left)));
-                    if init && !plan::is_sidecar(spec) {
+                    if init && !plan::is_sidecar(&spec) {
                         break;
                     }
                     continue;
@@ -481,7 +500,7 @@ impl Worker {
             match self
                 .start_container(
                     pod,
-                    spec,
+                    &spec,
                     init,
                     s,
                     &sandbox_id,
@@ -501,7 +520,7 @@ impl Worker {
                         self.next_wake
                             .map_or(Duration::from_secs(2), |w| w.min(Duration::from_secs(2))),
                     );
-                    if init && !plan::is_sidecar(spec) {
+                    if init && !plan::is_sidecar(&spec) {
                         break;
                     }
                 }
@@ -816,6 +835,7 @@ impl Worker {
                 mounts,
                 qos: sandbox::qos_class(pod),
                 node_memory_bytes: self.shared.node_memory_bytes,
+                pid_target: s.pid_target.clone(),
             },
         );
         self.lap.mark(&self.uid, "mounts");
@@ -977,10 +997,11 @@ impl Worker {
         rt: &PodRuntime,
     ) {
         let spec = find_spec(pod, name);
-        let init = spec.is_some_and(|(_, i)| i);
+        let init = spec.as_ref().is_some_and(|(_, i)| *i);
         self.event(pod, Some((name, init)), Kind::Normal, "Killing", msg);
         let mut grace = grace;
-        if let Some((c, false)) = spec
+        if let Some((c, init)) = spec
+            && (!init || plan::is_sidecar(&c))
             && let Some(h) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
         {
             let started = Instant::now();
@@ -988,7 +1009,7 @@ impl Worker {
                 .current_sandbox()
                 .map(|s| s.ips.clone())
                 .unwrap_or_default();
-            let hook = self.run_hook(c, id, h, &ips, grace);
+            let hook = self.run_hook(&c, id, h, &ips, grace);
             match tokio::time::timeout(Duration::from_secs(grace.max(1) as u64), hook).await {
                 Ok(Ok(())) => {}
                 Ok(Err(m)) => self.event(
@@ -1123,9 +1144,9 @@ impl Worker {
                     String::from_utf8_lossy(&b).into_owned()
                 })
                 .unwrap_or_default();
-            let fallback = find_spec(pod, &c.name)
-                .and_then(|(s, _)| s.termination_message_policy.as_deref())
-                == Some("FallbackToLogsOnError");
+            let fallback = find_spec(pod, &c.name).is_some_and(|(s, _)| {
+                s.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+            });
             if msg.is_empty() && fallback && c.exit_code != 0 {
                 let log = log_dir
                     .join(&c.name)
