@@ -183,9 +183,32 @@ pub async fn join(
     };
     let local_ca = read_optional(&files.ca())?;
 
+    let fetched = match (&parsed.ca_hash, &local_ca) {
+        (Some(_), _) => fetch_cacerts(&url, None).await,
+        (None, Some(ca)) => fetch_cacerts(&url, Some(ca)).await,
+        (None, None) => return Err(JoinError::NoCaHash { ca: files.ca() }),
+    };
+    // a node that joined before starts from its stored credentials while
+    // the server is down (its pods keep running; the kubelet reconnects)
+    if let (Err(JoinError::Unreachable { reason, .. }), Some(ca)) = (&fetched, &local_ca)
+        && parsed
+            .ca_hash
+            .as_ref()
+            .is_none_or(|h| pki::ca_hash(ca).eq_ignore_ascii_case(h))
+        && let Some(joined) = try_reuse(&files, &url, ca, node_name, node_ips)?
+    {
+        tracing::warn!(
+            node = node_name,
+            server = %url,
+            %reason,
+            "server unreachable: starting from the stored node credentials"
+        );
+        return Ok(joined);
+    }
+    let fetched = fetched?;
     let ca_pem = match (&parsed.ca_hash, &local_ca) {
         (Some(expected), _) => {
-            let got = fetch_cacerts(&url, None).await?;
+            let got = fetched;
             let got_hash = pki::ca_hash(&got);
             if !got_hash.eq_ignore_ascii_case(expected) {
                 return Err(JoinError::CaMismatch {
@@ -196,7 +219,7 @@ pub async fn join(
             got
         }
         (None, Some(ca)) => {
-            let got = fetch_cacerts(&url, Some(ca)).await?;
+            let got = fetched;
             if got != *ca {
                 return Err(JoinError::BadResponse {
                     url: url.clone(),

@@ -218,6 +218,51 @@ def test_worker_restart_keeps_pods(two_nodes):
         k.run("delete", "namespace", ns, "--wait=false", check=False)
 
 
+def test_worker_starts_while_server_is_unreachable(two_nodes):
+    """A node that joined before starts from its stored credentials while
+    the server cannot be reached: containerd comes back, the pod's container
+    keeps running, and once the server is reachable the node is Ready again
+    with the same container."""
+    srv, worker = two_nodes
+    k = Kubectl(ALL_KUBECTLS[-1], srv)
+    ns = f"multi-offline-{os.getpid() % 1000}"
+    k.run("create", "namespace", ns)
+    try:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "offline"},
+               "spec": {"nodeName": WORKER_NODE, "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "Never",
+                                        "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}]}}
+        k.run("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
+
+        def running():
+            p = k.json("get", "pod", "offline", "-n", ns)
+            cs = p["status"].get("containerStatuses") or [{}]
+            return p["status"].get("phase") == "Running" and cs[0].get("containerID")
+        before = wait_for(running, timeout=60, what="pod running on the worker")
+        worker.proc.terminate()
+        worker.proc.wait(timeout=20)
+        sh("ip", "link", "set", worker.host_if, "down")
+        try:
+            worker.start(srv.token())
+            wait_for(lambda: "starting from the stored node credentials" in worker.logs(),
+                     timeout=60, what="the agent to start offline")
+            wait_for(lambda: containerd_pid(worker.data_dir), timeout=30,
+                     what="worker containerd while offline")
+            sock = os.path.join(worker.data_dir, "agent", "containerd", "containerd.sock")
+            cid = before.split("://", 1)[1]
+            tasks = sh("ctr", "-a", sock, "-n", "k8s.io", "tasks", "ls").stdout
+            assert any(l.startswith(cid) and "RUNNING" in l for l in tasks.splitlines()), tasks
+            assert worker.proc.poll() is None, worker.logs()
+        finally:
+            sh("ip", "link", "set", worker.host_if, "up")
+        wait_for(lambda: node_ready(k, WORKER_NODE), timeout=90, what="worker Ready again")
+        after = wait_for(running, timeout=60, what="pod running after the server is back")
+        assert after == before
+        assert k.json("get", "pod", "offline", "-n", ns)["status"]["containerStatuses"][0]["restartCount"] == 0
+    finally:
+        k.run("delete", "namespace", ns, "--wait=false", check=False)
+
+
 ROUTE_PROTO = "83"  # rtm_protocol of skiff's node routes
 
 
