@@ -11,6 +11,7 @@ another skiff agent on the same host.
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -458,10 +459,32 @@ def test_kubectl_debug_runs_ephemeral_containers(kc, ns):
     assert p["status"]["containerStatuses"][0]["restartCount"] == 0
     assert [s["restartCount"] for s in p["status"]["ephemeralContainerStatuses"]] == [0]
 
-    out = kc.run("debug", "-i", "debugee", "-n", ns, "-c", "dbg2", f"--image={IMAGE}",
-                 "--image-pull-policy=Never", "--", "sh", input="echo hi-from-debug\nexit 0\n",
-                 timeout=60)
-    assert "hi-from-debug" in out.stdout, out.stdout + out.stderr
+    # interactive, as a user types (stdin stays open: containerd ends an
+    # attach without stdinOnce as soon as the client's stdin closes)
+    env = dict(os.environ, KUBECONFIG=kc.server.kubeconfig)
+    p = subprocess.Popen([kc.binary, "debug", "-i", "debugee", "-n", ns, "-c", "dbg2",
+                          f"--image={IMAGE}", "--image-pull-policy=Never", "--", "sh"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True, env=env)
+    try:
+        seen = []
+
+        def answered():
+            p.stdin.write("echo hi-from-debug\n")
+            p.stdin.flush()
+            if not select.select([p.stdout], [], [], 5)[0]:
+                return False
+            line = p.stdout.readline()
+            seen.append(line)
+            return line == "hi-from-debug\n"
+        wait_for(answered, timeout=60, what=f"the debug shell to answer (saw {seen})")
+        p.stdin.write("exit 0\n")
+        p.stdin.flush()
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
     # existing ephemeral containers may not be removed
     p = get_pod(kc, ns, "debugee")
