@@ -270,6 +270,7 @@ pub async fn run(
             &version.runtime_name,
             &version.runtime_version,
         ),
+        allocatable: crate::kubelet::node::AllocatableSettings::from_settings(&cfg.kubelet),
     };
     tasks.push(tokio::spawn(crate::kubelet::node::register_and_heartbeat(
         client.clone(),

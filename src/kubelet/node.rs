@@ -44,7 +44,6 @@ pub const STATUS_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 /// The Kubernetes version skiff reports (same as `/version`).
 pub const KUBELET_VERSION: &str = crate::apiserver::discovery::KUBE_VERSION;
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
-const MAX_PODS: u32 = 110;
 const FIELD_MANAGER: &str = "kubelet";
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +84,77 @@ pub struct NodeSpecInput {
     pub kubelet_port: u16,
     /// `containerd://1.6.20` (from CRI `Version`).
     pub container_runtime_version: String,
+    /// What allocatable keeps back from capacity.
+    pub allocatable: AllocatableSettings,
+}
+
+/// Upstream's node allocatable: capacity less `kube-reserved`,
+/// `system-reserved` and the hard eviction thresholds of memory and nodefs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AllocatableSettings {
+    pub reserved: crate::kubelet::settings::Reserved,
+    pub max_pods: u32,
+    /// `memory.available` hard threshold.
+    pub eviction_memory: Option<crate::kubelet::eviction::thresholds::Amount>,
+    /// `nodefs.available` hard threshold.
+    pub eviction_nodefs: Option<crate::kubelet::eviction::thresholds::Amount>,
+}
+
+impl AllocatableSettings {
+    pub fn from_settings(s: &crate::kubelet::settings::KubeletSettings) -> Self {
+        use crate::kubelet::eviction::thresholds::Signal;
+        let hard = |sig: Signal| {
+            s.eviction_thresholds
+                .iter()
+                .find(|t| t.hard && t.signal == sig)
+                .map(|t| t.value.clone())
+        };
+        AllocatableSettings {
+            reserved: s.reserved,
+            max_pods: s.max_pods,
+            eviction_memory: hard(Signal::MemoryAvailable),
+            eviction_nodefs: hard(Signal::NodeFsAvailable),
+        }
+    }
+}
+
+impl Default for AllocatableSettings {
+    fn default() -> Self {
+        Self::from_settings(&crate::kubelet::settings::KubeletSettings::default())
+    }
+}
+
+impl AllocatableSettings {
+    /// Allocatable CPU millicores of `capacity_millis`.
+    pub fn cpu_millis(&self, capacity_millis: u64) -> u64 {
+        capacity_millis.saturating_sub(self.reserved.cpu_millis)
+    }
+
+    /// Allocatable memory bytes of `capacity`.
+    pub fn memory_bytes(&self, capacity: u64) -> u64 {
+        capacity
+            .saturating_sub(self.reserved.memory_bytes)
+            .saturating_sub(threshold_bytes(self.eviction_memory.as_ref(), capacity))
+    }
+}
+
+/// A threshold in bytes of `capacity`.
+fn threshold_bytes(a: Option<&crate::kubelet::eviction::thresholds::Amount>, capacity: u64) -> u64 {
+    use crate::kubelet::eviction::thresholds::Amount;
+    match a {
+        None => 0,
+        Some(Amount::Quantity { value, .. }) => u64::try_from(*value).unwrap_or(0),
+        Some(Amount::Percentage(f)) => (capacity as f64 * f) as u64,
+    }
+}
+
+/// CPU millicores as upstream prints them: whole cores plainly, else `m`.
+fn millicores(m: u64) -> Quantity {
+    if m.is_multiple_of(1000) {
+        Quantity((m / 1000).to_string())
+    } else {
+        Quantity(format!("{m}m"))
+    }
 }
 
 /// Whether the kubelet may report Ready.
@@ -308,9 +378,6 @@ fn kibibytes(bytes: u64) -> Quantity {
     Quantity(format!("{}Ki", bytes / 1024))
 }
 
-/// Hard eviction threshold the allocatable memory keeps back (`memory.available<100Mi`).
-const EVICTION_MEMORY_BYTES: u64 = 100 * 1024 * 1024;
-
 /// The node status from facts (pure). Transition times of unchanged
 /// conditions are taken from `prev`.
 pub fn build_status(
@@ -327,19 +394,32 @@ pub fn build_status(
             "ephemeral-storage".to_string(),
             kibibytes(facts.ephemeral_storage_bytes),
         ),
-        ("pods".to_string(), Quantity(MAX_PODS.to_string())),
+        (
+            "pods".to_string(),
+            Quantity(input.allocatable.max_pods.to_string()),
+        ),
         ("hugepages-1Gi".to_string(), Quantity("0".into())),
         ("hugepages-2Mi".to_string(), Quantity("0".into())),
     ]);
+    let a = &input.allocatable;
     let mut allocatable = capacity.clone();
     allocatable.insert(
-        "memory".into(),
-        kibibytes(facts.memory_bytes.saturating_sub(EVICTION_MEMORY_BYTES)),
+        "cpu".into(),
+        millicores(a.cpu_millis(facts.cpus as u64 * 1000)),
     );
-    // nodefs.available<10%
+    allocatable.insert(
+        "memory".into(),
+        kibibytes(a.memory_bytes(facts.memory_bytes)),
+    );
+    let storage = facts.ephemeral_storage_bytes;
     allocatable.insert(
         "ephemeral-storage".into(),
-        Quantity((facts.ephemeral_storage_bytes / 10 * 9).to_string()),
+        Quantity(
+            storage
+                .saturating_sub(a.reserved.ephemeral_storage_bytes)
+                .saturating_sub(threshold_bytes(a.eviction_nodefs.as_ref(), storage))
+                .to_string(),
+        ),
     );
     let not_ready_message = if !readiness.message.is_empty() {
         readiness.message.clone()
@@ -729,6 +809,7 @@ mod tests {
             control_plane: false,
             kubelet_port: 10250,
             container_runtime_version: "containerd://1.6.20".into(),
+            allocatable: AllocatableSettings::default(),
         }
     }
 
@@ -872,6 +953,30 @@ mod tests {
         assert_eq!(cap["hugepages-2Mi"].0, "0");
         let alloc = s.allocatable.as_ref().unwrap();
         assert_eq!(alloc["memory"].0, "4091904Ki");
+        assert_eq!(alloc["cpu"].0, "2");
+        // kube-reserved + system-reserved + eviction-hard come off capacity
+        let settings = crate::kubelet::settings::KubeletSettings::from_args(&[
+            "kube-reserved=cpu=250m,memory=512Mi".to_string(),
+            "system-reserved=memory=512Mi,ephemeral-storage=1Gi".to_string(),
+            "eviction-hard=memory.available<10%,nodefs.available<1Gi".to_string(),
+            "max-pods=20".to_string(),
+        ])
+        .unwrap();
+        let mut reserved = input();
+        reserved.allocatable = AllocatableSettings::from_settings(&settings);
+        let s = build_status(&reserved, &facts(), &Readiness::ready(), now, None);
+        let alloc = s.allocatable.as_ref().unwrap();
+        assert_eq!(alloc["cpu"].0, "1750m");
+        // 4 GiB - 1 GiB - 10 % of 4 GiB, in whole KiB
+        let bytes: u64 = (3 << 30) - (4u64 << 30) / 10;
+        assert_eq!(alloc["memory"].0, format!("{}Ki", bytes / 1024));
+        let storage = facts().ephemeral_storage_bytes;
+        assert_eq!(
+            alloc["ephemeral-storage"].0,
+            (storage - (2 << 30)).to_string()
+        );
+        assert_eq!(alloc["pods"].0, "20");
+        assert_eq!(s.capacity.as_ref().unwrap()["pods"].0, "20");
         let addrs: Vec<(&str, &str)> = s
             .addresses
             .as_ref()

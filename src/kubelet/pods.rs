@@ -64,7 +64,10 @@ pub(crate) struct Shared {
     /// configMap/secret reads shared by the volume refreshes of running pods.
     pub volume_reads: Arc<crate::kubelet::volumes::sources::ReadCache>,
     pub probes: ProbeManager,
-    pub node_cpu_millis: i128,
+    /// Node allocatable CPU and memory: the downward API's default limits.
+    pub alloc_cpu_millis: i128,
+    pub alloc_memory_bytes: i128,
+    /// Machine memory: the base of OOM score adjustments, as upstream.
     pub node_memory_bytes: i128,
 }
 
@@ -121,14 +124,20 @@ fn lock(w: &Workers) -> std::sync::MutexGuard<'_, HashMap<String, Handle>> {
 pub async fn run(ctx: Arc<KubeletContext>) {
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
     let probes = ProbeManager::new(ctx.cri.clone(), ctx.recorder.clone(), probe_tx);
-    let (node_cpu_millis, node_memory_bytes) = node_capacity();
+    // the downward API's default limits are the node's allocatable
+    let (cpu, node_memory_bytes) = node_capacity();
+    let alloc = crate::kubelet::node::AllocatableSettings::from_settings(&ctx.cfg.kubelet);
+    let alloc_cpu_millis = i128::from(alloc.cpu_millis(u64::try_from(cpu).unwrap_or(0)));
+    let alloc_memory_bytes =
+        i128::from(alloc.memory_bytes(u64::try_from(node_memory_bytes).unwrap_or(0)));
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
         volume_reads: Arc::new(crate::kubelet::volumes::sources::ReadCache::new(
             VOLUME_READ_TTL,
         )),
         probes,
-        node_cpu_millis,
+        alloc_cpu_millis,
+        alloc_memory_bytes,
         node_memory_bytes,
     });
     let workers: Workers = Arc::new(Mutex::new(HashMap::new()));

@@ -22,7 +22,10 @@ pub const DEFAULT_EVICTION_HARD: &str =
 pub const DEFAULT_EVICTION_MINIMUM_RECLAIM: &str = "imagefs.available=10%,nodefs.available=10%";
 
 /// Every key `--kubelet-arg` accepts.
-pub const KNOWN_KEYS: [&str; 10] = [
+pub const KNOWN_KEYS: [&str; 13] = [
+    "kube-reserved",
+    "system-reserved",
+    "max-pods",
     "image-gc-high-threshold",
     "image-gc-low-threshold",
     "minimum-image-ttl-duration",
@@ -36,8 +39,68 @@ pub const KNOWN_KEYS: [&str; 10] = [
     "image-gc-period",
 ];
 
+/// Resources kept back from pods (`kube-reserved`, `system-reserved`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reserved {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub ephemeral_storage_bytes: u64,
+}
+
+impl Reserved {
+    /// Upstream's `cpu=200m,memory=256Mi,ephemeral-storage=1Gi,pid=100`
+    /// (`pid` is accepted and not enforced).
+    fn parse(key: &str, value: &str) -> Result<Reserved, String> {
+        let mut r = Reserved::default();
+        for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, q) = pair.split_once('=').ok_or_else(|| {
+                arg_error(key, value, format!("{pair:?} is not resource=quantity"))
+            })?;
+            let amount = crate::api::quantity::parse_quantity(q.trim())
+                .filter(|q| !q.is_negative())
+                .ok_or_else(|| {
+                    arg_error(key, value, format!("{q:?} is not a non-negative quantity"))
+                })?;
+            let whole = |q: &crate::api::quantity::Quantity| -> u64 {
+                u64::try_from(q.milli_value().div_euclid(1000)).unwrap_or(u64::MAX)
+            };
+            match name.trim() {
+                "cpu" => r.cpu_millis = u64::try_from(amount.milli_value()).unwrap_or(u64::MAX),
+                "memory" => r.memory_bytes = whole(&amount),
+                "ephemeral-storage" => r.ephemeral_storage_bytes = whole(&amount),
+                "pid" => {}
+                other => {
+                    return Err(arg_error(
+                        key,
+                        value,
+                        format!(
+                            "unsupported resource {other:?}; supported: cpu, memory, ephemeral-storage, pid"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// The sum of two reservations.
+    pub fn plus(self, o: Reserved) -> Reserved {
+        Reserved {
+            cpu_millis: self.cpu_millis.saturating_add(o.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_add(o.memory_bytes),
+            ephemeral_storage_bytes: self
+                .ephemeral_storage_bytes
+                .saturating_add(o.ephemeral_storage_bytes),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct KubeletSettings {
+    /// `kube-reserved` and `system-reserved`, summed: kept from allocatable.
+    pub reserved: Reserved,
+    /// The node's pod capacity (`max-pods`, upstream default 110).
+    pub max_pods: u32,
     /// Percent of image filesystem usage that starts image GC.
     pub image_gc_high_threshold: u8,
     /// Percent image GC frees down to.
@@ -63,6 +126,8 @@ impl Default for KubeletSettings {
         })
         .unwrap_or_default();
         KubeletSettings {
+            reserved: Reserved::default(),
+            max_pods: 110,
             image_gc_high_threshold: 85,
             image_gc_low_threshold: 80,
             minimum_image_ttl: Duration::from_secs(120),
@@ -102,6 +167,7 @@ impl KubeletSettings {
         let mut soft = String::new();
         let mut grace = String::new();
         let mut reclaim = DEFAULT_EVICTION_MINIMUM_RECLAIM.to_string();
+        let (mut kube, mut system) = (Reserved::default(), Reserved::default());
         for arg in args {
             let (key, value) = arg.split_once('=').ok_or_else(|| {
                 format!("invalid --kubelet-arg {arg:?}: expected key=value, such as eviction-hard=memory.available<100Mi")
@@ -109,6 +175,15 @@ impl KubeletSettings {
             let key = key.trim().trim_start_matches("--");
             let value = value.trim();
             match key {
+                "kube-reserved" => kube = Reserved::parse(key, value)?,
+                "system-reserved" => system = Reserved::parse(key, value)?,
+                "max-pods" => {
+                    s.max_pods = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| arg_error(key, value, "expected a positive whole number"))?
+                }
                 "image-gc-high-threshold" => s.image_gc_high_threshold = percent(key, value)?,
                 "image-gc-low-threshold" => s.image_gc_low_threshold = percent(key, value)?,
                 "minimum-image-ttl-duration" => s.minimum_image_ttl = duration(key, value, true)?,
@@ -129,6 +204,7 @@ impl KubeletSettings {
                 }
             }
         }
+        s.reserved = kube.plus(system);
         if s.image_gc_low_threshold >= s.image_gc_high_threshold {
             return Err(format!(
                 "invalid --kubelet-arg image-gc-low-threshold={}: must be less than image-gc-high-threshold ({})",
@@ -192,6 +268,43 @@ mod tests {
             s.eviction_thresholds[2].min_reclaim,
             Some(Amount::Percentage(0.1))
         );
+    }
+
+    #[test]
+    fn reserved_and_max_pods() {
+        let s = parse(&[
+            "kube-reserved=cpu=200m,memory=256Mi",
+            "system-reserved=cpu=1,memory=1Gi,ephemeral-storage=2Gi,pid=1000",
+            "max-pods=250",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.reserved,
+            Reserved {
+                cpu_millis: 1200,
+                memory_bytes: (256 << 20) + (1 << 30),
+                ephemeral_storage_bytes: 2 << 30,
+            }
+        );
+        assert_eq!(s.max_pods, 250);
+        for (args, want) in [
+            (&["kube-reserved=gpu=1"][..], "unsupported resource \"gpu\""),
+            (
+                &["kube-reserved=cpu"][..],
+                "\"cpu\" is not resource=quantity",
+            ),
+            (
+                &["system-reserved=memory=-1Gi"][..],
+                "not a non-negative quantity",
+            ),
+            (
+                &["max-pods=0"][..],
+                "invalid value for --kubelet-arg max-pods=0",
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
     }
 
     #[test]

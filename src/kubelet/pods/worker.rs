@@ -749,8 +749,8 @@ impl Worker {
                 .filter_map(|c| Some((c.metadata.name.clone()?, c)))
                 .collect(),
             service_env: env::service_env(&refs),
-            node_cpu_millis: self.shared.node_cpu_millis,
-            node_memory_bytes: self.shared.node_memory_bytes,
+            node_cpu_millis: self.shared.alloc_cpu_millis,
+            node_memory_bytes: self.shared.alloc_memory_bytes,
         };
         env::container_env(pod, c, &src).map_err(|e| e.to_string())
     }
