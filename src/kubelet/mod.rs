@@ -17,6 +17,7 @@
 //! - the most recent exited instance of a container is kept until its
 //!   successor runs, so `kubectl logs --previous` can read it.
 
+pub mod admission;
 pub mod cri;
 pub mod env;
 pub mod eviction;

@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub alloc_memory_bytes: i128,
     /// Machine memory: the base of OOM score adjustments, as upstream.
     pub node_memory_bytes: i128,
+    /// What admission checks new pods against.
+    pub admission: crate::kubelet::admission::Allocatable,
 }
 
 struct Handle {
@@ -139,6 +141,13 @@ pub async fn run(ctx: Arc<KubeletContext>) {
         alloc_cpu_millis,
         alloc_memory_bytes,
         node_memory_bytes,
+        admission: crate::kubelet::admission::Allocatable {
+            milli_cpu: i64::try_from(alloc_cpu_millis).unwrap_or(i64::MAX),
+            memory: i64::try_from(alloc_memory_bytes).unwrap_or(i64::MAX),
+            // not tracked per pod here: the eviction manager guards the disk
+            ephemeral_storage: i64::MAX,
+            pods: i64::from(alloc.max_pods),
+        },
     });
     let workers: Workers = Arc::new(Mutex::new(HashMap::new()));
     tokio::spawn(relist(shared.clone(), workers.clone()));
@@ -254,6 +263,26 @@ fn upsert(shared: &Arc<Shared>, workers: &Workers, mut pod: Pod) {
         return;
     }
     tracing::debug!(target: "skiff::startup", uid, pod = %format_pod(&pod), "new pod worker");
+    // admission, once, for a pod this kubelet never started (no startTime):
+    // it must fit next to the pods already here
+    let fresh = pod.status.as_ref().is_none_or(|s| s.start_time.is_none())
+        && crate::kubelet::admission::is_active(&pod)
+        && !static_pods::is_static(&pod);
+    let rejected = if fresh {
+        let admitted: Vec<Arc<Pod>> = map
+            .values()
+            .filter(|h| !h.join.is_finished())
+            .filter_map(|h| h.pod.borrow().clone())
+            .collect();
+        crate::kubelet::admission::admit(
+            &pod,
+            admitted.iter().map(|p| p.as_ref()),
+            &shared.admission,
+        )
+        .err()
+    } else {
+        None
+    };
     let (pod_tx, pod_rx) = watch::channel(Some(pod));
     let kick = Arc::new(Notify::new());
     let (probe_tx, probe_rx) = mpsc::unbounded_channel();
@@ -261,6 +290,7 @@ fn upsert(shared: &Arc<Shared>, workers: &Workers, mut pod: Pod) {
         pod: pod_rx,
         kick: kick.clone(),
         probe: probe_rx,
+        rejected,
     };
     let join = tokio::spawn(worker::run(shared.clone(), uid.clone(), inbox));
     map.insert(

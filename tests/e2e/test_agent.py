@@ -495,6 +495,28 @@ def test_kubectl_debug_runs_ephemeral_containers(kc, ns):
     assert 'existing ephemeral containers "dbg" may not be removed' in r.stderr, r.stderr
 
 
+def test_kubelet_rejects_a_bound_pod_that_does_not_fit(kc, ns):
+    """A pod bound with spec.nodeName past the scheduler, asking for more CPU
+    than the node has, is rejected by the kubelet as upstream: Failed,
+    reason OutOfcpu, never started."""
+    spec = pod("too-big", "sleep 3600", nodeName=NODE)
+    spec["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "1000"}}
+    apply(kc, ns, spec)
+
+    def failed():
+        st = get_pod(kc, ns, "too-big").get("status", {})
+        return st.get("phase") == "Failed" and st
+    st = wait_for(failed, timeout=30, what="the pod rejected")
+    assert st["reason"] == "OutOfcpu"
+    assert st["message"].startswith(
+        "Pod was rejected: Node didn't have enough resource: cpu, requested: 1000000, used: ")
+    assert not any(c.get("containerID") for c in st.get("containerStatuses", []))
+    assert status_column(kc, ns, "too-big") == "OutOfcpu"
+    ev = kc.json("get", "events", "-n", ns, "--field-selector", "involvedObject.name=too-big,reason=OutOfcpu")
+    assert ev["items"], "no OutOfcpu event"
+    kc.run("delete", "pod", "too-big", "-n", ns, "--wait=true", timeout=30)
+
+
 def test_probes_gate_ready_and_restart(kc, ns):
     spec = pod("probed", "trap 'exit 0' TERM; sleep 3600 & wait")
     spec["spec"]["containers"][0]["readinessProbe"] = {

@@ -65,6 +65,9 @@ def cluster():
         "--kubelet-arg", "image-gc-low-threshold=0",
         "--kubelet-arg", f"minimum-image-ttl-duration={GC_TTL_SECONDS}s",
         "--kubelet-arg", "image-gc-period=2s",
+        "--kubelet-arg", "kube-reserved=cpu=100m,memory=64Mi",
+        "--kubelet-arg", "system-reserved=cpu=150m",
+        "--kubelet-arg", "max-pods=60",
     ]
     srv = Server(data_dir=data_dir, agent=True, extra_args=args)
     srv.threshold = threshold
@@ -129,6 +132,17 @@ def running(k, name, ns="evict"):
     return p.get("status", {}).get("phase") == "Running" and all(
         "running" in (c.get("state") or {}) for c in p["status"].get("containerStatuses", [{}])
     ) and p
+
+
+def test_allocatable_keeps_reservations_and_eviction_threshold(cluster, k):
+    st = node(k)["status"]
+    cap, alloc = st["capacity"], st["allocatable"]
+    assert cap["pods"] == alloc["pods"] == "60"
+    cores = int(cap["cpu"])
+    assert alloc["cpu"] == f"{cores * 1000 - 250}m"
+    kib = lambda q: int(q.removesuffix("Ki"))
+    # capacity - kube-reserved memory - memory.available threshold
+    assert kib(alloc["memory"]) == kib(cap["memory"]) - 64 * 1024 - cluster.threshold * 1024
 
 
 def test_kubelet_arg_errors_name_the_flag(tmp_path):

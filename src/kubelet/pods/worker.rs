@@ -39,6 +39,8 @@ pub(super) struct Inbox {
     pub pod: watch::Receiver<Option<Arc<Pod>>>,
     pub kick: Arc<Notify>,
     pub probe: mpsc::UnboundedReceiver<ProbeUpdate>,
+    /// Admission refused the pod: it is failed, never started.
+    pub rejected: Option<crate::kubelet::admission::Rejection>,
 }
 
 /// The smallest stop timeout the kubelet gives a container (upstream's
@@ -67,6 +69,8 @@ struct Worker {
     lap: Lap,
     /// Set by `sync` when `activeDeadlineSeconds` has run out.
     deadline_exceeded: bool,
+    /// Admission's refusal (reported once as an event, then as the status).
+    rejected: Option<crate::kubelet::admission::Rejection>,
 }
 
 /// Step timing of a sync, logged at debug under target `skiff::startup`
@@ -112,6 +116,7 @@ pub(super) async fn run(shared: Arc<Shared>, uid: String, mut inbox: Inbox) {
         next_wake: None,
         lap: Lap::new(),
         deadline_exceeded: false,
+        rejected: inbox.rejected.take(),
     };
     loop {
         let current = inbox.pod.borrow_and_update().clone();
@@ -292,7 +297,12 @@ impl Worker {
                 self.next_wake = Some(self.next_wake.map_or(left, |w| w.min(left)));
             }
         }
-        let acted = if terminal || self.deadline_exceeded {
+        if let Some(r) = &self.rejected
+            && !terminal
+        {
+            self.event(pod, None, Kind::Warning, &r.reason, &r.message);
+        }
+        let acted = if terminal || self.deadline_exceeded || self.rejected.is_some() {
             self.waiting.clear();
             let p = Plan {
                 kill_pod: true,
@@ -1184,6 +1194,11 @@ impl Worker {
         let mut st = st;
         if self.deadline_exceeded {
             status::mark_deadline_exceeded(&mut st);
+        }
+        if let Some(r) = &self.rejected {
+            st.phase = Some("Failed".into());
+            st.reason = Some(r.reason.clone());
+            st.message = Some(r.message.clone());
         }
         self.ctx().running.set(Pod {
             status: Some(st.clone()),
