@@ -1196,9 +1196,13 @@ impl Worker {
             status::mark_deadline_exceeded(&mut st);
         }
         if let Some(r) = &self.rejected {
+            // as upstream's rejectPod: no container ever existed
             st.phase = Some("Failed".into());
             st.reason = Some(r.reason.clone());
             st.message = Some(r.message.clone());
+            st.container_statuses = None;
+            st.init_container_statuses = None;
+            st.ephemeral_container_statuses = None;
         }
         self.ctx().running.set(Pod {
             status: Some(st.clone()),
