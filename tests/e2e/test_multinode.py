@@ -187,22 +187,29 @@ def test_pods_land_on_both_nodes_and_stream(kc, two_nodes):
         kc.run("delete", "namespace", ns, "--wait=false", check=False)
 
 
+def run_pinned_pod(k, ns, name):
+    """Creates a pod bound to the worker; returns a check giving its
+    container ID once it runs."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+           "spec": {"nodeName": WORKER_NODE, "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "Never",
+                                    "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}]}}
+    k.run("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
+
+    def running():
+        p = k.json("get", "pod", name, "-n", ns)
+        cs = p["status"].get("containerStatuses") or [{}]
+        return p["status"].get("phase") == "Running" and cs[0].get("containerID")
+    return running
+
+
 def test_worker_restart_keeps_pods(two_nodes):
     srv, worker = two_nodes
     k = Kubectl(ALL_KUBECTLS[-1], srv)
     ns = f"multi-restart-{os.getpid() % 1000}"
     k.run("create", "namespace", ns)
     try:
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pinned"},
-               "spec": {"nodeName": WORKER_NODE, "terminationGracePeriodSeconds": 1,
-                        "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "Never",
-                                        "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}]}}
-        k.run("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
-
-        def running():
-            p = k.json("get", "pod", "pinned", "-n", ns)
-            cs = p["status"].get("containerStatuses") or [{}]
-            return p["status"].get("phase") == "Running" and cs[0].get("containerID")
+        running = run_pinned_pod(k, ns, "pinned")
         before = wait_for(running, timeout=60, what="pinned pod running")
         worker.proc.terminate()
         worker.proc.wait(timeout=20)
@@ -228,16 +235,7 @@ def test_worker_starts_while_server_is_unreachable(two_nodes):
     ns = f"multi-offline-{os.getpid() % 1000}"
     k.run("create", "namespace", ns)
     try:
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "offline"},
-               "spec": {"nodeName": WORKER_NODE, "terminationGracePeriodSeconds": 1,
-                        "containers": [{"name": "main", "image": IMAGE, "imagePullPolicy": "Never",
-                                        "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}]}}
-        k.run("apply", "-n", ns, "-f", "-", input=json.dumps(pod))
-
-        def running():
-            p = k.json("get", "pod", "offline", "-n", ns)
-            cs = p["status"].get("containerStatuses") or [{}]
-            return p["status"].get("phase") == "Running" and cs[0].get("containerID")
+        running = run_pinned_pod(k, ns, "offline")
         before = wait_for(running, timeout=60, what="pod running on the worker")
         worker.proc.terminate()
         worker.proc.wait(timeout=20)
